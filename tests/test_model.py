@@ -1,0 +1,128 @@
+"""The Transformer-XL backbone against HuggingFace's port of the official code, and its invariants."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from transformers import TransfoXLConfig, TransfoXLLMHeadModel
+
+from xlpretrain.convert.transfo_xl import from_hf_state_dict
+from xlpretrain.models.attention import rel_shift
+from xlpretrain.models.transformer import Memory, TransformerXL, TransformerXLConfig, attention_mask
+
+SMALL = TransformerXLConfig(vocab_size=50, n_layer=2, d_model=32, n_head=4, d_head=8, d_inner=64,
+                            dropout=0.0, dropatt=0.0, mem_len=6)
+
+
+def run_segments(config, params, segments):
+    """Log-probs [batch, q_len, vocab] of each segment in turn, carrying memory from an empty start."""
+    model = TransformerXL(config)
+    memory = Memory.empty(config, segments[0].shape[0])
+
+    @jax.jit
+    def step(memory, tokens):
+        hidden, memory = model.apply({"params": params}, tokens, memory)
+        logits = model.apply({"params": params}, hidden, method=TransformerXL.logits)
+        return memory, jax.nn.log_softmax(logits)
+
+    outputs = []
+    for tokens in segments:
+        memory, log_probs = step(memory, jnp.asarray(tokens))
+        outputs.append(np.asarray(log_probs))
+    return outputs, memory
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(),
+    dict(mem_len=3, clamp_len=2, same_length=True, untie_r=True),
+    dict(pre_lnorm=True, mem_len=8, same_length=True),
+    dict(mem_len=0),
+], ids=["default", "short-mem-clamp-same-untie", "pre-lnorm", "no-memory"])
+def test_matches_huggingface_transfo_xl(overrides):
+    """Same weights, same tokens: log-probabilities of three consecutive segments (memory carried
+    from an empty start, as the official PyTorch code) agree with HuggingFace's TransfoXLLMHeadModel."""
+    config = dataclasses.replace(SMALL, **overrides)
+    torch.manual_seed(0)
+    hf = TransfoXLLMHeadModel(TransfoXLConfig(
+        vocab_size=config.vocab_size, cutoffs=[], adaptive=False, div_val=1, d_model=config.d_model,
+        d_embed=config.d_model, n_head=config.n_head, d_head=config.d_head, d_inner=config.d_inner,
+        n_layer=config.n_layer, mem_len=config.mem_len, clamp_len=config.clamp_len,
+        same_length=config.same_length, untie_r=config.untie_r, pre_lnorm=config.pre_lnorm,
+        dropout=0.0, dropatt=0.0)).eval()
+    params = jax.tree.map(jnp.asarray, from_hf_state_dict(
+        {k: v.numpy() for k, v in hf.state_dict().items()}, config))
+
+    rng = np.random.default_rng(0)
+    segments = [rng.integers(0, config.vocab_size, size=(3, 4)) for _ in range(3)]
+    ours, memory = run_segments(config, params, segments)
+
+    mems = [torch.zeros(0, 3, config.d_model) for _ in range(config.n_layer)] if config.mem_len else None
+    with torch.no_grad():
+        for tokens, our_log_probs in zip(segments, ours):
+            out = hf(input_ids=torch.from_numpy(tokens), mems=mems)
+            mems = out.mems
+            np.testing.assert_allclose(our_log_probs, out.prediction_scores.numpy(), atol=2e-5)
+    if config.mem_len:
+        hf_memory = np.stack([m.numpy().transpose(1, 0, 2) for m in mems])
+        np.testing.assert_allclose(np.asarray(memory.hidden), hf_memory, atol=2e-5)
+        assert np.asarray(memory.valid).all()
+
+
+def test_parameter_count_matches_official_code():
+    """The small benchmark model: 5,987,600 parameters when the official PyTorch code builds it
+    (../shared/reference/transformer_xl.md section 4.3)."""
+    config = TransformerXLConfig(vocab_size=10_000, n_layer=4, d_model=256, n_head=8, d_head=32, d_inner=1024)
+    shapes = jax.eval_shape(lambda: TransformerXL(config).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32), Memory.empty(config, 1)))
+    assert sum(x.size for x in jax.tree.leaves(nn.meta.unbox(shapes))) == 5_987_600
+
+
+def test_rel_shift_picks_distance_mlen_plus_i_minus_j():
+    """Score [i, k] against distance (k_len-1-k); after the shift, entry [i, j] must hold the score
+    for distance mlen + i - j at every causal (visible) position."""
+    q_len, mem_len = 5, 7
+    k_len = q_len + mem_len
+    query = np.arange(q_len)[:, None]
+    distance_of_column = (k_len - 1 - np.arange(k_len))[None, :]
+    raw = 1000 * query + distance_of_column  # encodes (query, distance) in each entry
+    shifted = np.asarray(rel_shift(jnp.asarray(raw, jnp.float32)[None, None]))[0, 0]
+    for i in range(q_len):
+        for j in range(mem_len + i + 1):
+            assert shifted[i, j] == 1000 * i + (mem_len + i - j), (i, j)
+
+
+def test_same_length_mask_sees_exactly_mem_len_keys():
+    """Visible keys per query with q_len 4, mem_len 6 (reference section 1.4, PyTorch column):
+    a full memory gives 6 for every query; 3 filled slots give [4, 5, 6, 6]."""
+    full = attention_mask(jnp.ones((1, 6), bool), 4, same_length=True)
+    assert np.asarray(full.sum(-1)).ravel().tolist() == [6, 6, 6, 6]
+    half = attention_mask(jnp.asarray([[False] * 3 + [True] * 3]), 4, same_length=True)
+    assert np.asarray(half.sum(-1)).ravel().tolist() == [4, 5, 6, 6]
+    causal = attention_mask(jnp.ones((1, 6), bool), 4, same_length=False)
+    assert np.asarray(causal.sum(-1)).ravel().tolist() == [7, 8, 9, 10]
+
+
+@pytest.mark.parametrize("untie_r", [False, True])
+def test_recurrence_equals_one_long_call(untie_r):
+    """With no dropout and mem_len >= the segment length, the logits of segment 2 computed with the
+    memory from segment 1 equal those of the same positions when both segments go in one call."""
+    seg = 8
+    config = dataclasses.replace(SMALL, mem_len=seg, n_layer=3, untie_r=untie_r)
+    model = TransformerXL(config)
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 2 * seg), 0, config.vocab_size)
+    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), tokens[:, :seg], Memory.empty(config, 2))["params"])
+
+    def logits(cfg, tokens, memory):
+        m = TransformerXL(cfg)
+        hidden, memory = m.apply({"params": params}, tokens, memory)
+        return m.apply({"params": params}, hidden, method=TransformerXL.logits), memory
+
+    _, memory = logits(config, tokens[:, :seg], Memory.empty(config, 2))
+    second, _ = logits(config, tokens[:, seg:], memory)
+    no_memory = dataclasses.replace(config, mem_len=0)
+    both, _ = logits(no_memory, tokens, Memory.empty(no_memory, 2))
+    assert np.max(np.abs(np.asarray(second) - np.asarray(both[:, seg:]))) < 1e-5

@@ -1,0 +1,1 @@
+"""Import of checkpoints written by other implementations."""

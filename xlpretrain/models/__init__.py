@@ -1,0 +1,1 @@
+"""Pure Flax linen modules: no training logic lives here."""

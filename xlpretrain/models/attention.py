@@ -1,0 +1,83 @@
+"""Relative multi-head attention of Transformer-XL (Dai et al. 2019, section 3.3 and appendix B).
+
+For a query at position i of the segment and a key at position j of `[memory; segment]`, at
+distance d = M + i - j (M memory slots), the score is
+
+    A[i, j] = ((W_q h_i + u) . W_kE x_j  +  (W_q h_i + v) . W_kR R_d) / sqrt(d_head)
+               `----- content (a)+(c) ---'  `------ position (b)+(d) -----'
+
+with u = `r_w_bias`, v = `r_r_bias` and R the sinusoid of `positions.py`. The position term is one
+matmul against the K distance embeddings followed by `rel_shift`, instead of Q*K embeddings.
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Masked scores are set to this rather than -inf so that a row with no visible key (padding)
+# gives a uniform distribution instead of NaN.
+MASKED = -1e30
+
+
+def rel_shift(scores: jnp.ndarray) -> jnp.ndarray:
+    """[..., Q, K] scores against distances (K-1, ..., 0) -> [..., Q, K] scores against keys.
+
+    out[..., i, j] = scores[..., i, j + Q - 1 - i], the entry for distance d = (K - Q) + i - j, for
+    every visible (causal) pair j <= K - Q + i. Entries to the right of that are junk that the
+    causal mask hides, as in the official `_rel_shift` (pad a zero column, fold, drop a row).
+    """
+    *lead, q, k = scores.shape
+    padded = jnp.pad(scores, [(0, 0)] * len(lead) + [(0, 0), (1, 0)])
+    folded = padded.reshape(*lead, k + 1, q)[..., 1:, :]
+    return folded.reshape(*lead, q, k)
+
+
+class RelativeAttention(nn.Module):
+    """Multi-head attention of a segment over `[memory; segment]` with relative positions.
+
+    Returns the output projection [batch, q_len, d_model], before dropout and the residual.
+    """
+
+    n_head: int
+    d_head: int
+    dropatt: float
+    init_std: float
+
+    @nn.compact
+    def __call__(self, h, memory, pos_emb, r_w_bias, r_r_bias, visible, deterministic: bool):
+        """
+        h:        [batch, q_len, d_model] the segment's layer input.
+        memory:   [batch, mem_len, d_model] the cached inputs of this layer (no gradient).
+        pos_emb:  [k_len, d_model] embeddings of distances k_len-1 ... 0, k_len = mem_len + q_len.
+        r_w_bias, r_r_bias: [n_head, d_head] the content and position biases u and v.
+        visible:  [batch or 1, 1, q_len, k_len] True where query i may attend to key j.
+        """
+        d_model = h.shape[-1]
+        init = nn.initializers.normal(self.init_std)
+        w_qkv = self.param("qkv", nn.with_logical_partitioning(init, ("embed", "qkv", "heads", "head_dim")),
+                           (d_model, 3, self.n_head, self.d_head))
+        w_r = self.param("r", nn.with_logical_partitioning(init, ("embed", "heads", "head_dim")),
+                         (d_model, self.n_head, self.d_head))
+        w_o = self.param("o", nn.with_logical_partitioning(init, ("heads", "head_dim", "embed")),
+                         (self.n_head, self.d_head, d_model))
+
+        # Queries come from the segment only; keys and values from memory and segment.
+        q, k, v = jnp.einsum("bqd,dthe->tbqhe", h, w_qkv)
+        if memory.shape[1]:
+            mem_k, mem_v = jnp.einsum("bmd,dthe->tbmhe", memory, w_qkv[:, 1:])
+            k = jnp.concatenate([mem_k, k], axis=1)
+            v = jnp.concatenate([mem_v, v], axis=1)
+        r = jnp.einsum("kd,dhe->khe", pos_emb, w_r)
+
+        content = jnp.einsum("bqhe,bkhe->bhqk", q + r_w_bias, k)
+        position = rel_shift(jnp.einsum("bqhe,khe->bhqk", q + r_r_bias, r))
+        scores = (content + position) * (1.0 / math.sqrt(self.d_head))
+        scores = jnp.where(visible, scores, MASKED)
+        probs = jax.nn.softmax(scores, axis=-1)
+        probs = nn.Dropout(self.dropatt)(probs, deterministic=deterministic)
+
+        attended = jnp.einsum("bhqk,bkhe->bqhe", probs, v)
+        out = jnp.einsum("bqhe,hed->bqd", attended, w_o)
+        return nn.with_logical_constraint(out, ("batch", "length", "embed"))
