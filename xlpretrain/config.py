@@ -20,10 +20,61 @@ import ml_collections
 
 from xlpretrain.errors import UserError
 from xlpretrain.models.transformer import TransformerXLConfig
+from xlpretrain.objectives import REGISTRY as OBJECTIVES
 
-OBJECTIVES = ("ar",)
 LEVELS = ("word", "char", "byte")
 CORPORA = ("quickstart", "text")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Every config key with its default. Experiment configs start from this and change what they need."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.objective = "ar"
+
+    c.data = ml_collections.ConfigDict()
+    c.data.corpus = "text"         # "text": the files below; "quickstart": the built-in language
+    c.data.dir = ""
+    c.data.train, c.data.valid, c.data.test = "train.txt", "valid.txt", "test.txt"
+    c.data.level = "word"          # "word" (whitespace tokens), "char" or "byte"
+    c.data.eos = True              # end every line with <eos> (official WikiText/PTB reading)
+    c.data.cache_dir = ""          # prepared corpora; default $XLPRETRAIN_CACHE or ~/.cache/xlpretrain
+    c.data.quickstart = ml_collections.ConfigDict(
+        dict(seed=0, train_tokens=2_000_000, valid_tokens=100_000, test_tokens=100_000))
+
+    c.model = ml_collections.ConfigDict()
+    c.model.vocab_size = ml_collections.config_dict.placeholder(int)  # None: taken from the data
+    c.model.n_layer, c.model.d_model, c.model.n_head, c.model.d_head, c.model.d_inner = 4, 256, 8, 32, 1024
+    c.model.dropout, c.model.dropatt = 0.1, 0.0
+    c.model.mem_len = 128
+    c.model.clamp_len = -1
+    c.model.same_length = False
+    c.model.pre_lnorm = False
+    c.model.untie_r = False
+    c.model.init_std = 0.02
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size, c.train.tgt_len = 8, 128
+    c.train.steps = 10_000
+    c.train.lr, c.train.warmup_steps, c.train.min_lr_ratio = 2.5e-4, 0, 0.0
+    c.train.clip_norm = 0.25
+    c.train.log_every, c.train.eval_every, c.train.checkpoint_every = 100, 1000, 1000
+    c.train.keep_checkpoints = 2   # the latest N; the best-valid one is kept as well
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 10         # columns, as the official eval.py
+    c.eval.tgt_len, c.eval.mem_len, c.eval.clamp_len, c.eval.same_length = 128, 128, -1, False
+
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    # Logical axis name -> mesh axes (ARCHITECTURE.md, "Sharding is data").
+    c.sharding_rules = (
+        ("batch", ("data", "fsdp")),
+        ("vocab", "tensor"),
+        ("heads", "tensor"),
+        ("mlp", "tensor"),
+        ("embed", "fsdp"),
+    )
+    return c
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
@@ -142,7 +193,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for section in ("data", "model", "train", "eval", "mesh"):
         _require(section in config, f"config has no '{section}' section; start from configs/quickstart.py")
     _require(config.objective in OBJECTIVES,
-             f"objective {config.objective!r} is not one of {', '.join(OBJECTIVES)}")
+             f"objective {config.objective!r} is not one of {', '.join(sorted(OBJECTIVES))}")
 
     data = config.data
     _require(data.corpus in CORPORA, f"data.corpus {data.corpus!r} is not one of {', '.join(CORPORA)}")
@@ -182,3 +233,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"train.warmup_steps must be in [0, train.steps), got {train.warmup_steps}")
     for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
         _require(train[name] > 0, f"train.{name} must be positive, got {train[name]}")
+    _require(train.checkpoint_every % train.log_every == 0,
+             f"train.checkpoint_every ({train.checkpoint_every}) must be a multiple of train.log_every "
+             f"({train.log_every}), so that a resumed run logs the same windows")

@@ -52,32 +52,35 @@ class RelativeAttention(nn.Module):
         memory:   [batch, mem_len, d_model] the cached inputs of this layer (no gradient).
         pos_emb:  [k_len, d_model] embeddings of distances k_len-1 ... 0, k_len = mem_len + q_len.
         r_w_bias, r_r_bias: [n_head, d_head] the content and position biases u and v.
-        visible:  [batch or 1, 1, q_len, k_len] True where query i may attend to key j.
+        visible:  [batch or 1, q_len, k_len] True where query i may attend to key j.
         """
         d_model = h.shape[-1]
         init = nn.initializers.normal(self.init_std)
-        w_qkv = self.param("qkv", nn.with_logical_partitioning(init, ("embed", "qkv", "heads", "head_dim")),
-                           (d_model, 3, self.n_head, self.d_head))
+        w_q = self.param("q", nn.with_logical_partitioning(init, ("embed", "heads", "head_dim")),
+                         (d_model, self.n_head, self.d_head))
+        w_kv = self.param("kv", nn.with_logical_partitioning(init, ("embed", "kv", "heads", "head_dim")),
+                          (d_model, 2, self.n_head, self.d_head))
         w_r = self.param("r", nn.with_logical_partitioning(init, ("embed", "heads", "head_dim")),
                          (d_model, self.n_head, self.d_head))
         w_o = self.param("o", nn.with_logical_partitioning(init, ("heads", "head_dim", "embed")),
                          (self.n_head, self.d_head, d_model))
 
-        # Queries come from the segment only; keys and values from memory and segment.
-        q, k, v = jnp.einsum("bqd,dthe->tbqhe", h, w_qkv)
-        if memory.shape[1]:
-            mem_k, mem_v = jnp.einsum("bmd,dthe->tbmhe", memory, w_qkv[:, 1:])
-            k = jnp.concatenate([mem_k, k], axis=1)
-            v = jnp.concatenate([mem_v, v], axis=1)
-        r = jnp.einsum("kd,dhe->khe", pos_emb, w_r)
+        # Head-major layouts [heads, batch, length, head_dim] keep the score matmuls free of
+        # transposes. Queries come from the segment only; keys and values from [memory; segment].
+        q = jnp.einsum("bqd,dhe->hbqe", h, w_q)
+        k, v = jnp.einsum("bkd,dthe->thbke", jnp.concatenate([memory, h], axis=1), w_kv)
+        r = jnp.einsum("kd,dhe->hke", pos_emb, w_r)
 
-        content = jnp.einsum("bqhe,bkhe->bhqk", q + r_w_bias, k)
-        position = rel_shift(jnp.einsum("bqhe,khe->bhqk", q + r_r_bias, r))
+        content = jnp.einsum("hbqe,hbke->hbqk", q + r_w_bias[:, None, None], k)
+        # The position term does not depend on the batch: one matmul over all (batch, query) rows.
+        n_head, batch, q_len, _ = q.shape
+        rows = (q + r_r_bias[:, None, None]).reshape(n_head, batch * q_len, self.d_head)
+        position = rel_shift(jnp.einsum("hme,hke->hmk", rows, r).reshape(n_head, batch, q_len, -1))
         scores = (content + position) * (1.0 / math.sqrt(self.d_head))
         scores = jnp.where(visible, scores, MASKED)
         probs = jax.nn.softmax(scores, axis=-1)
         probs = nn.Dropout(self.dropatt)(probs, deterministic=deterministic)
 
-        attended = jnp.einsum("bhqk,bkhe->bqhe", probs, v)
-        out = jnp.einsum("bqhe,hed->bqd", attended, w_o)
+        attended = jnp.einsum("hbqk,hbke->hbqe", probs, v)
+        out = jnp.einsum("hbqe,hed->bqd", attended, w_o)
         return nn.with_logical_constraint(out, ("batch", "length", "embed"))

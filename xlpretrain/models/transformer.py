@@ -73,7 +73,7 @@ MEMORY_AXES = Memory(hidden=("layers", "batch", "memory", "embed"), valid=("batc
 
 
 def attention_mask(memory_valid: jax.Array, q_len: int, same_length: bool) -> jax.Array:
-    """[batch, mem_len] valid memory slots -> [batch, 1, q_len, k_len] visible keys per query.
+    """[batch, mem_len] valid memory slots -> [batch, q_len, k_len] visible keys per query.
 
     Query i sees key j of `[memory; segment]` at distance d = mem_len + i - j when d >= 0 (causal)
     and the slot is filled; with `same_length` also only when d < mem_len, which is the official
@@ -86,7 +86,7 @@ def attention_mask(memory_valid: jax.Array, q_len: int, same_length: bool) -> ja
     if same_length:
         visible &= distance < mem_len
     key_valid = jnp.concatenate([memory_valid, jnp.ones((batch, q_len), bool)], axis=1)
-    return visible[None, None] & key_valid[:, None, None, :]
+    return visible[None] & key_valid[:, None, :]
 
 
 def _normal_around_one(std: float):

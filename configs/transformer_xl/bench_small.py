@@ -1,0 +1,25 @@
+"""The small benchmark model: the Transformer-XL that the speed figures in README.md refer to.
+
+4 layers, d_model 256, 8 heads of 32, d_inner 1024, segment 128 with a memory of 128, batch 8,
+vocabulary 10,000 (Penn Treebank), dropout 0.1, float32, full softmax. The official PyTorch code
+trains this model at about 1,600 tokens/s on 2 CPU cores of the project's machine class
+(../shared/reference/transformer_xl.md section 4.3); the official code builds it with 5,987,600
+parameters, as `xlpretrain params` prints.
+
+Command:   xlpretrain bench --config configs/transformer_xl/bench_small.py --steps 30
+Hardware:  2 CPU cores.
+Runtime:   TBD
+Expected:  TBD
+"""
+
+from xlpretrain.config import defaults
+
+
+def get_config():
+    config = defaults()
+    config.data.update(dir="../shared/data/ptb", train="ptb.train.txt", valid="ptb.valid.txt", test="ptb.test.txt")
+    config.model.update(vocab_size=10_000, n_layer=4, d_model=256, n_head=8, d_head=32, d_inner=1024,
+                        dropout=0.1, dropatt=0.0, mem_len=128)
+    config.train.update(batch_size=8, tgt_len=128)
+    config.eval.update(tgt_len=128, mem_len=128)
+    return config

@@ -1,0 +1,58 @@
+"""Shared helpers: the benchmark data beside the repository, and running the `xlpretrain` command."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# A run small enough to train in seconds: the quickstart language, one narrow layer, dropout on
+# (so that exact resume also covers the dropout RNG).
+TINY = [
+    "--config.data.quickstart.train_tokens=20000", "--config.data.quickstart.valid_tokens=2000",
+    "--config.data.quickstart.test_tokens=2000",
+    "--config.model.n_layer=1", "--config.model.d_model=32", "--config.model.n_head=2", "--config.model.d_head=16",
+    "--config.model.d_inner=64", "--config.model.dropout=0.1", "--config.model.mem_len=8",
+    "--config.train.batch_size=4", "--config.train.tgt_len=8", "--config.train.steps=12",
+    "--config.train.warmup_steps=2", "--config.train.log_every=1", "--config.train.eval_every=4",
+    "--config.train.checkpoint_every=4", "--config.eval.tgt_len=8", "--config.eval.mem_len=8",
+    "--config.eval.batch_size=2",
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    assert SHARED_DATA.is_dir(), f"the benchmark corpora are expected in {SHARED_DATA}"
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One corpus cache for the whole session, so each corpus is prepared once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def cli_env(cache_dir: Path, devices: int = 1) -> dict:
+    env = dict(os.environ, XLPRETRAIN_CACHE=str(cache_dir), PYTHONUNBUFFERED="1")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def run_cli(args: list[str], cache_dir: Path, devices: int = 1, check: bool = True,
+            python: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Runs `xlpretrain ARGS` in a fresh process (or `python` driver code that calls the CLI)."""
+    command = (python or [sys.executable, "-m", "xlpretrain.cli"]) + args
+    result = subprocess.run(command, cwd=REPO, env=cli_env(cache_dir, devices), capture_output=True, text=True,
+                            timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def read_lines(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

@@ -1,0 +1,73 @@
+"""Config loading, overrides and the one-line errors for every bad config."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY, run_cli
+from xlpretrain import config as config_lib
+from xlpretrain.errors import UserError
+
+CONFIGS = sorted((REPO / "configs").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO)) for p in CONFIGS])
+def test_every_shipped_config_is_valid_and_documented(path: Path):
+    config = config_lib.load(str(path))
+    config_lib.validate(config)
+    doc = path.read_text().split('"""')[1]
+    for heading in ("Command:", "Hardware:", "Runtime:", "Expected:"):
+        assert heading in doc, f"{path} docstring lacks {heading}"
+    assert f"--config configs/{path.relative_to(REPO / 'configs')}" in doc
+
+
+def quickstart():
+    return config_lib.load(str(REPO / "configs" / "quickstart.py"))
+
+
+def test_overrides_parse_values_and_reject_unknown_keys():
+    config = config_lib.override(quickstart(), ["model.n_layer=3", "model.dropout=0.2", "model.same_length=true",
+                                                "train.lr=1e-3", "data.dir=/some/where"])
+    assert (config.model.n_layer, config.model.dropout, config.model.same_length) == (3, 0.2, True)
+    assert config.train.lr == 1e-3 and config.data.dir == "/some/where"
+    with pytest.raises(UserError, match=r"unknown config key 'model.n_layers' \(did you mean model.n_layer\?\)"):
+        config_lib.override(quickstart(), ["model.n_layers=3"])
+    with pytest.raises(UserError, match="expected a value of type int"):
+        config_lib.override(quickstart(), ["model.n_layer=deep"])
+    with pytest.raises(UserError, match="must look like --config.KEY=VALUE"):
+        config_lib.override(quickstart(), ["model.n_layer"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.d_head=16"], r"model.n_head \* model.d_head = 4 \* 16 = 64 must equal model.d_model = 128; "
+                          r"set model.d_head=32"),
+    (["model.mem_len=-1"], r"model.mem_len must be >= 0 \(0 turns the memory off\)"),
+    (["eval.mem_len=-5"], "eval.mem_len must be >= 0"),
+    (["eval.same_length=True", "eval.mem_len=0"], "eval.same_length needs eval.mem_len > 0"),
+    (["model.clamp_len=0"], "model.clamp_len must be -1"),
+    (["objective='gpt'"], "objective 'gpt' is not one of ar"),
+    (["train.checkpoint_every=75"], "must be a multiple of train.log_every"),
+    (["data.level='words'"], "data.level 'words' is not one of"),
+])
+def test_bad_configs_get_one_line_errors(overrides, message):
+    config = config_lib.override(quickstart(), overrides)
+    with pytest.raises(UserError, match=message) as error:
+        config_lib.validate(config)
+    assert "\n" not in str(error.value)
+
+
+def test_command_line_errors_are_one_line_without_traceback(tmp_path, cache_dir):
+    """The command prints `xlpretrain: error: ...` and exits with 2: for an unknown key, and for a
+    batch that does not divide over the devices (3 fake CPU devices here)."""
+    unknown = run_cli(["train", "--config", "configs/quickstart.py", "--workdir", str(tmp_path / "a"),
+                       "--config.train.batch_sizes=3"], cache_dir, check=False)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "xlpretrain: error: unknown config key 'train.batch_sizes' (did you mean train.batch_size?)"]
+
+    indivisible = run_cli(["train", "--config", "configs/quickstart.py", "--workdir", str(tmp_path / "b"), *TINY,
+                           "--config.train.batch_size=4"], cache_dir, devices=3, check=False)
+    assert indivisible.returncode == 2
+    assert indivisible.stderr.strip().splitlines() == [
+        "xlpretrain: error: train.batch_size=4 is not divisible by the 3 devices the batch is split over; "
+        "use a multiple of 3"]

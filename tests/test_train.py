@@ -1,0 +1,147 @@
+"""End to end through the `xlpretrain` command, each run in its own process: exact resume after
+SIGKILL, a kill in the middle of a checkpoint write, divergence, workdir safety, eval and bench."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, TINY, cli_env, read_lines, run_cli
+
+pytestmark = pytest.mark.slow
+
+# Long enough that a kill lands in the middle of the run.
+RESUMABLE = TINY + ["--config.train.steps=300", "--config.train.eval_every=50", "--config.train.checkpoint_every=50"]
+TRAIN = ["train", "--config", "configs/quickstart.py"]
+
+# Runs the command with orbax's commit of the checkpoint of step 100 replaced by a SIGKILL: the
+# checkpoint's files are written but the run dies before the write completes.
+KILL_DURING_SAVE = """
+import os, signal, sys
+from orbax.checkpoint._src.path import atomicity
+for cls in (atomicity.AtomicRenameTemporaryPath, atomicity.CommitFileTemporaryPath):
+    commit = cls.finalize
+    async def finalize(self, commit=commit):
+        if str(self.get_final()).endswith("/100"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await commit(self)
+    cls.finalize = finalize
+from xlpretrain.cli import main
+main(sys.argv[1:])
+"""
+
+
+def comparable(lines):
+    """Everything logged but wall-clock throughput."""
+    return [{k: v for k, v in line.items() if k != "tokens_per_sec"} for line in lines]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, cache_dir):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    run_cli(TRAIN + ["--workdir", str(workdir)] + RESUMABLE, cache_dir)
+    return workdir
+
+
+def test_a_run_logs_what_it_promises(uninterrupted):
+    lines = read_lines(uninterrupted)
+    train = [line for line in lines if line["split"] == "train"]
+    assert [line["step"] for line in train] == list(range(1, 301))
+    assert {"loss", "ppl", "bits_per_token", "tokens_per_sec", "lr"} <= set(train[0])
+    valid = [line for line in lines if line["split"] == "valid"]
+    assert [line["step"] for line in valid] == [50, 100, 150, 200, 250, 300]
+    test = [line for line in lines if line["split"] == "test"]
+    assert len(test) == 1 and test[0]["checkpoint_step"] == min(valid, key=lambda x: x["loss"])["step"]
+    for line in valid + test:
+        assert line["true_bits_per_token"] > 5 and line["tokens"] == 2 * (2000 // 2 - 1)
+    assert (uninterrupted / "config.json").is_file()
+    assert list((uninterrupted / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_after_sigkill_logs_identical_losses(uninterrupted, tmp_path, cache_dir):
+    workdir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "xlpretrain.cli"] + TRAIN + ["--workdir", str(workdir)]
+                               + RESUMABLE, cwd=REPO, env=cli_env(cache_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if metrics.is_file() and any(json.loads(line)["step"] >= 120 for line in metrics.read_text().splitlines()
+                                     if line.endswith("}")):
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = max(line["step"] for line in read_lines(workdir))
+    assert 120 <= killed_at < 300, "the kill should land mid-run"
+
+    resumed = run_cli(TRAIN + ["--workdir", str(workdir)] + RESUMABLE, cache_dir)
+    assert "resuming at step" in resumed.stdout
+    assert comparable(read_lines(workdir)) == comparable(read_lines(uninterrupted))
+
+
+def test_kill_during_a_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path, cache_dir):
+    workdir = tmp_path / "killed_in_save"
+    died = run_cli(["--workdir", str(workdir)] + TRAIN[1:] + RESUMABLE, cache_dir, check=False,
+                   python=[sys.executable, "-c", KILL_DURING_SAVE, "train"])
+    assert died.returncode == -signal.SIGKILL
+    committed = sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert committed == ["50"]
+
+    resumed = run_cli(TRAIN + ["--workdir", str(workdir)] + RESUMABLE, cache_dir)
+    assert "resuming at step 50" in resumed.stdout
+    assert comparable(read_lines(workdir)) == comparable(read_lines(uninterrupted))
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, cache_dir):
+    workdir = tmp_path / "diverged"
+    run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + ["--config.train.steps=8"], cache_dir)
+    blown = run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + ["--config.train.steps=16", "--config.train.lr=1e30"],
+                    cache_dir, check=False)
+    assert blown.returncode == 2
+    message = blown.stderr.strip().splitlines()[-1]
+    step = re.match(r"xlpretrain: error: the loss became (nan|inf) at step (\d+); training stopped", message)
+    assert step and 8 < int(step.group(2)) <= 16, message
+    assert "the last good checkpoint is step 8" in message
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["4", "8"]
+
+
+def test_a_workdir_of_another_model_is_refused_unless_restart(uninterrupted, tmp_path, cache_dir):
+    workdir = tmp_path / "other"
+    run_cli(TRAIN + ["--workdir", str(workdir)] + TINY, cache_dir)
+    refused = run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + ["--config.model.n_layer=2"], cache_dir,
+                      check=False)
+    assert refused.returncode == 2
+    assert "holds a checkpoint of a different model or data (model:" in refused.stderr
+    assert "pass --restart to start over" in refused.stderr
+
+    run_cli(TRAIN + ["--workdir", str(workdir), "--restart"] + TINY + ["--config.model.n_layer=2"], cache_dir)
+    (previous,) = (workdir / "previous").iterdir()
+    assert {"config.json", "metrics.jsonl", "checkpoints"} <= {p.name for p in previous.iterdir()}
+
+
+def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterrupted, cache_dir):
+    test_line = [line for line in read_lines(uninterrupted) if line["split"] == "test"][0]
+    same = run_cli(["eval", "--workdir", str(uninterrupted), "--split", "test"], cache_dir)
+    printed = json.loads(same.stdout.strip().splitlines()[-1])
+    assert printed["step"] == test_line["checkpoint_step"]
+    assert printed["loss"] == pytest.approx(test_line["loss"], rel=1e-6)
+
+    longer = run_cli(["eval", "--workdir", str(uninterrupted), "--config.eval.mem_len=16",
+                      "--config.eval.same_length=True"], cache_dir)
+    line = json.loads(longer.stdout.strip().splitlines()[-1])
+    assert line["eval"]["mem_len"] == 16 and line["eval"]["same_length"] is True
+    assert read_lines(uninterrupted)[-1] == line
+
+
+def test_bench_and_params_commands(cache_dir, shared_data):
+    bench = run_cli(["bench", "--config", "configs/quickstart.py", "--steps", "3"] + TINY, cache_dir)
+    result = json.loads(bench.stdout.strip().splitlines()[-1])
+    assert result["tokens_per_sec"] > 0 and result["compile_seconds"] > 0 and result["tokens_per_step"] == 32
+    # The official PyTorch code builds the small benchmark model with 5,987,600 parameters.
+    params = run_cli(["params", "--config", "configs/transformer_xl/bench_small.py"], cache_dir)
+    assert params.stdout.strip() == "5,987,600"

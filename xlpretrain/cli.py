@@ -1,0 +1,98 @@
+"""The `xlpretrain` command: train, eval, params, bench.
+
+    xlpretrain train  --config configs/quickstart.py --workdir DIR [--restart] [--config.KEY=VALUE ...]
+    xlpretrain eval   --workdir DIR [--split test] [--step N] [--config.eval.mem_len=640 ...]
+    xlpretrain params --config PATH [--config.KEY=VALUE ...]
+    xlpretrain bench  --config PATH [--steps N] [--config.KEY=VALUE ...]
+
+`--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides any config field; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from xlpretrain.errors import UserError
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separates `--config.KEY=VALUE` / `--config.KEY VALUE` overrides from the other arguments."""
+    rest, overrides = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            if "=" in arg:
+                overrides.append(arg[len("--config."):])
+            elif i + 1 < len(argv):
+                overrides.append(arg[len("--config."):] + "=" + argv[i + 1])
+                i += 1
+            else:
+                raise UserError(f"{arg} needs a value: {arg}=VALUE")
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xlpretrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train, or resume the run in --workdir")
+    train.add_argument("--config", required=True, help="config file, path/to/config.py[:arg]")
+    train.add_argument("--workdir", required=True)
+    train.add_argument("--restart", action="store_true",
+                       help="start over in a workdir holding another run (the old one is moved to previous/)")
+    evaluate = commands.add_parser("eval", help="evaluate a run's checkpoint with the evaluation protocol")
+    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--split", default="test", choices=("valid", "test"))
+    evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: best valid loss)")
+    params = commands.add_parser("params", help="print the exact parameter count of a config")
+    params.add_argument("--config", required=True)
+    bench = commands.add_parser("bench", help="measure training tokens/s and compile time")
+    bench.add_argument("--config", required=True)
+    bench.add_argument("--steps", type=int, default=20)
+    return parser
+
+
+def _config(spec: str, overrides: list[str]):
+    from xlpretrain import config as config_lib
+    return config_lib.override(config_lib.load(spec), overrides)
+
+
+def run(argv: list[str]) -> None:
+    argv, overrides = _split_overrides(argv)
+    args = _parser().parse_args(argv)
+    if args.command == "train":
+        from xlpretrain.train.loop import train
+        train(_config(args.config, overrides), args.workdir, restart=args.restart)
+    elif args.command == "eval":
+        from xlpretrain.train.evaluate import evaluate_workdir
+        evaluate_workdir(args.workdir, args.split, args.step, overrides)
+    elif args.command == "params":
+        from xlpretrain.train.experiment import Experiment
+        print(f"{Experiment(_config(args.config, overrides)).param_count():,}")
+    elif args.command == "bench":
+        from xlpretrain.train.bench import bench
+        print(json.dumps(bench(_config(args.config, overrides), args.steps)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Orbax and absl log routine notices as warnings; keep the console to what the user asked for.
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except UserError as e:
+        print(f"xlpretrain: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("xlpretrain: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

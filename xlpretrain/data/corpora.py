@@ -1,0 +1,133 @@
+"""Corpora: raw files (or the built-in quickstart language) -> token ids per split, cached on disk.
+
+A prepared corpus is a directory holding `{train,valid,test}.npy` (flat int32 token ids, opened as
+memory maps), `vocab.json` and `meta.json`. It is keyed by a hash of the source files' contents
+and the reading options, so editing a file or an option prepares it again, and nothing else does.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from xlpretrain.data.quickstart import QuickstartLanguage
+from xlpretrain.data.vocab import EOS, Vocab, tokenize
+from xlpretrain.errors import UserError
+
+SPLITS = ("train", "valid", "test")
+# Bump when the way files are read changes, so that old caches are not reused.
+READER_VERSION = 1
+
+
+@dataclasses.dataclass
+class Corpus:
+    vocab: Vocab
+    splits: dict[str, np.ndarray]        # split name -> flat int32 token ids
+    level: str                           # "word", "char" or "byte"
+    true_bits_per_token: float | None    # the entropy rate, when it is known (quickstart)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XLPRETRAIN_CACHE", Path.home() / ".cache" / "xlpretrain"))
+
+
+def load(data: ml_collections.ConfigDict) -> Corpus:
+    """The corpus `data` describes, prepared on first use and read from the cache afterwards."""
+    if data.corpus == "quickstart":
+        language = dataclasses.asdict(QuickstartLanguage(seed=data.quickstart.seed))
+        key_source = {"corpus": "quickstart", "sizes": data.quickstart.to_dict(), "language": language}
+
+        def prepare(out: Path) -> None:
+            _prepare_quickstart(data.quickstart, out)
+    else:
+        files = {split: Path(data.dir) / data[split] for split in SPLITS}
+        key_source = {"corpus": "text", "level": data.level, "eos": data.eos,
+                      "files": {split: _file_digest(path, split) for split, path in files.items()}}
+
+        def prepare(out: Path) -> None:
+            _prepare_text(files, data.level, data.eos, out)
+    key_source["reader"] = READER_VERSION
+    key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()[:16]
+    cache_root = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+    directory = cache_root / f"{data.corpus}-{key}"
+    if not (directory / "meta.json").is_file():
+        _write_atomically(directory, prepare)
+    return _read(directory)
+
+
+def _file_digest(path: Path, split: str) -> str:
+    if not path.is_file():
+        raise UserError(f"{split} file {path} not found; set data.dir and data.{split} to an existing file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(directory: Path, prepare) -> None:
+    """Prepares into a temporary sibling and renames it, so an interrupted run leaves no half cache."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
+    try:
+        prepare(tmp)
+        try:
+            tmp.rename(directory)
+        except OSError:  # another process prepared it first
+            if not (directory / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read(directory: Path) -> Corpus:
+    meta = json.loads((directory / "meta.json").read_text())
+    splits = {split: np.load(directory / f"{split}.npy", mmap_mode="r") for split in SPLITS}
+    return Corpus(vocab=Vocab.load(directory / "vocab.json"), splits=splits, level=meta["level"],
+                  true_bits_per_token=meta.get("true_bits_per_token"))
+
+
+def _save(out: Path, vocab: Vocab, splits: dict[str, np.ndarray], meta: dict) -> None:
+    for split, ids in splits.items():
+        np.save(out / f"{split}.npy", ids.astype(np.int32))
+    vocab.save(out / "vocab.json")
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _read_text(path: Path, split: str, level: str) -> str:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise UserError(f"{split} file {path} is empty; point data.{split} at a file with text in it")
+    if level == "byte":
+        return raw.decode("latin-1")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{split} file {path} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
+                        f"re-encode it as UTF-8, or read it as bytes with data.level='byte'") from None
+    # The official reader opens files in text mode, which turns \r\n and \r into \n.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _prepare_text(files: dict[str, Path], level: str, eos: bool, out: Path) -> None:
+    symbols = {split: tokenize(_read_text(path, split, level), level, eos) for split, path in files.items()}
+    vocab = Vocab.from_counts(collections.Counter(symbols["train"]), specials=[EOS] if eos else [])
+    splits = {split: vocab.encode(syms, where=f"the {split} split ({files[split]})")
+              for split, syms in symbols.items()}
+    _save(out, vocab, splits, {"level": level, "files": {s: str(p) for s, p in files.items()}})
+
+
+def _prepare_quickstart(sizes: ml_collections.ConfigDict, out: Path) -> None:
+    language = QuickstartLanguage(seed=sizes.seed)
+    splits = {split: language.sample(sizes[f"{split}_tokens"], seed=i + 1) for i, split in enumerate(SPLITS)}
+    _save(out, Vocab(language.symbols), splits,
+          {"level": "word", "true_bits_per_token": language.entropy_rate_bits})

@@ -1,0 +1,75 @@
+"""The device mesh and the shardings that the config's logical-axis rules give.
+
+Modules name their axes (`("vocab", "embed")`, `("batch", "length", "embed")`); `config.sharding_rules`
+maps those names onto the mesh axes `data`, `fsdp` and `tensor`. Changing how a model is split
+across devices is a config change, not a code change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+from jax.experimental import mesh_utils
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from xlpretrain.errors import UserError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+
+def make_mesh(mesh: ml_collections.ConfigDict, devices=None) -> Mesh:
+    """A mesh of `devices` (default: all) with the sizes in `config.mesh`; one size may be -1 (the rest)."""
+    devices = jax.devices() if devices is None else devices
+    sizes = [mesh[axis] for axis in MESH_AXES]
+    known = math.prod(s for s in sizes if s != -1)
+    if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+        raise UserError(f"mesh sizes {dict(zip(MESH_AXES, sizes))} must be positive, with at most one -1")
+    if -1 in sizes:
+        if len(devices) % known:
+            raise UserError(f"{len(devices)} devices cannot be split into a mesh with sizes "
+                            f"{dict(zip(MESH_AXES, sizes))}; make the fixed sizes divide {len(devices)}")
+        sizes[sizes.index(-1)] = len(devices) // known
+    if math.prod(sizes) != len(devices):
+        raise UserError(f"mesh sizes {dict(zip(MESH_AXES, sizes))} need {math.prod(sizes)} devices, "
+                        f"but there are {len(devices)}; set one of config.mesh.* to -1")
+    grid = mesh_utils.create_device_mesh(sizes, devices=np.asarray(devices).ravel().tolist())
+    return Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def rules(config: ml_collections.ConfigDict) -> tuple:
+    return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.sharding_rules)
+
+
+def shardings(mesh: Mesh, logical_rules, logical_specs):
+    """A tree of logical PartitionSpecs (or tuples of axis names) -> a tree of NamedShardings."""
+    def to_sharding(spec):
+        return NamedSharding(mesh, PartitionSpec() if spec is None else nn.logical_to_mesh_axes(spec, logical_rules))
+    def is_spec(x):
+        return x is None or isinstance(x, PartitionSpec) or (
+            type(x) is tuple and all(isinstance(a, str) or a is None for a in x))
+
+    return jax.tree.map(to_sharding, logical_specs, is_leaf=is_spec)
+
+
+def batch_sharding(mesh: Mesh, logical_rules) -> NamedSharding:
+    """Batches are split along their first axis ('batch')."""
+    return NamedSharding(mesh, nn.logical_to_mesh_axes(("batch",), logical_rules))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, logical_rules, where: str) -> None:
+    """Raises UserError unless `batch_size` rows divide evenly over the devices the batch is split on."""
+    spec = nn.logical_to_mesh_axes(("batch",), logical_rules)[0]
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else spec
+    ways = math.prod(mesh.shape[a] for a in axes)
+    if batch_size % ways:
+        raise UserError(f"{where}.batch_size={batch_size} is not divisible by the {ways} devices the batch is "
+                        f"split over; use a multiple of {ways}")
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+    """This host's rows of a batch -> global arrays split along the batch axis."""
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

@@ -1,0 +1,1 @@
+"""Training: the loop, the evaluation protocol, checkpoints and logs. Nothing objective-specific."""

@@ -1,0 +1,83 @@
+"""The Transformer-XL evaluation protocol: token-weighted mean NLL over an entire split.
+
+The split is laid out as `eval.batch_size` contiguous columns (10, as the official `eval.py`) and
+read in windows of `eval.tgt_len` with the memory carried from an empty start, under the eval
+`mem_len`, `clamp_len` and `same_length`. Every token of a column but its first is predicted once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from xlpretrain import config as config_lib
+from xlpretrain import objectives, parallel
+from xlpretrain.data.stream import OrderedStream
+from xlpretrain.errors import UserError
+from xlpretrain.train.checkpoint import Checkpoints
+from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
+from xlpretrain.train.logging import MetricsLog, progress
+
+
+class Evaluator:
+    """Compiles the eval step once; `evaluate(params, split)` runs the protocol over one split."""
+
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+        self.config = config_lib.for_eval(exp.config)
+        self.objective = objectives.build(self.config.objective, config_lib.model_config(self.config))
+        self.memory_shardings = parallel.shardings(exp.mesh, exp.rules, self.objective.memory_axes)
+        objective, rng = self.objective, jax.random.PRNGKey(0)  # no dropout at evaluation
+
+        def step(params, batch, memory):
+            _, (memory, metrics) = objective.loss(params, batch, memory, rng, False)
+            return memory, metrics
+
+        self.step = jax.jit(step, in_shardings=(exp.state_shardings.params, exp.batch_sharding, self.memory_shardings),
+                            out_shardings=(self.memory_shardings, None), donate_argnums=2)
+
+    def evaluate(self, params, split: str) -> dict:
+        """The metrics line of `split` ("valid" or "test")."""
+        stream = OrderedStream(self.exp.corpus.splits[split], self.config.eval.batch_size, self.config.eval.tgt_len,
+                               jax.process_index(), jax.process_count(), name=split)
+        memory = jax.device_put(self.objective.init_memory(self.config.eval.batch_size), self.memory_shardings)
+        per_batch = []
+        bar = progress(stream.evaluation_steps(), 0, f"eval {split}", leave=False)
+        for batch in stream.evaluation_batches():
+            memory, metrics = self.step(params, parallel.to_global(batch, self.exp.batch_sharding), memory)
+            per_batch.append(metrics)
+            bar.update()
+        bar.close()
+        # Pool the per-batch sums on the host, in float64.
+        totals = jax.tree.map(lambda *xs: np.sum(np.asarray(xs, np.float64)), *jax.device_get(per_batch))
+        return self.exp.report(self.objective.summarize(totals), split)
+
+
+def evaluate_workdir(workdir: str | Path, split: str, step: int | None, overrides: list[str]) -> dict:
+    """`xlpretrain eval`: evaluates a run's checkpoint (the best-valid one unless `step` is given)
+    under the run's config with `overrides`, appends the line to its metrics.jsonl and returns it."""
+    workdir = Path(workdir)
+    if not (workdir / CONFIG_FILE).is_file():
+        raise UserError(f"{workdir} holds no {CONFIG_FILE}; pass the --workdir of a `xlpretrain train` run")
+    config = config_lib.override(config_lib.from_json((workdir / CONFIG_FILE).read_text()), overrides)
+    exp = Experiment(config)
+    checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, exp.config.train.keep_checkpoints)
+    try:
+        step = checkpoints.best_step() if step is None else step
+        if step is None or step not in checkpoints.manager.all_steps():
+            raise UserError(f"no checkpoint {'at step ' + str(step) + ' ' if step else ''}in {workdir / CHECKPOINT_DIR}; "
+                            f"steps available: {list(checkpoints.manager.all_steps())}")
+        with exp.context():
+            params = checkpoints.restore_params(step, exp.state_shapes.params, exp.state_shardings.params)
+            line = {"step": step, "split": split, **Evaluator(exp).evaluate(params, split),
+                    "eval": exp.config.eval.to_dict()}
+    finally:
+        checkpoints.close()
+    log = MetricsLog(workdir)
+    log.write(line)
+    log.close()
+    print(json.dumps(line), flush=True)
+    return line

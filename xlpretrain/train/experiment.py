@@ -1,0 +1,98 @@
+"""Everything a config implies before a step runs: the corpus, the objective, the mesh and the
+shardings, the optimizer, and the jitted train step. `train`, `eval`, `bench` and `params` share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from xlpretrain import config as config_lib
+from xlpretrain import objectives, parallel
+from xlpretrain.data import corpora
+from xlpretrain.data.stream import OrderedStream
+from xlpretrain.errors import UserError
+from xlpretrain.train import optim
+from xlpretrain.train.state import TrainState
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class Experiment:
+    def __init__(self, config: ml_collections.ConfigDict):
+        config = copy.deepcopy(config)
+        config_lib.validate(config)
+        self.corpus = corpora.load(config.data)
+        if config.model.vocab_size is None:
+            config.model.vocab_size = len(self.corpus.vocab)
+        elif config.model.vocab_size != len(self.corpus.vocab):
+            raise UserError(f"model.vocab_size={config.model.vocab_size} but the corpus has {len(self.corpus.vocab)} "
+                            f"symbols; set model.vocab_size=None to take it from the data")
+        self.config = config
+        self.mesh = parallel.make_mesh(config.mesh)
+        self.rules = parallel.rules(config)
+        for where in ("train", "eval"):
+            parallel.check_batch_size(config[where].batch_size, self.mesh, self.rules, where)
+        self.objective = objectives.build(config.objective, config_lib.model_config(config))
+        self.tx = optim.optimizer(config.train)
+        self.batch_sharding = parallel.batch_sharding(self.mesh, self.rules)
+
+        boxed = jax.eval_shape(self._init_boxed, jax.random.PRNGKey(0))
+        self.state_shapes = nn.meta.unbox(boxed)
+        specs = nn.get_partition_spec(boxed).replace(memory=self.objective.memory_axes)
+        self.state_shardings = parallel.shardings(self.mesh, self.rules, specs)
+
+    @contextlib.contextmanager
+    def context(self):
+        """Tracing under this context applies the logical-axis rules to activation constraints."""
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            yield
+
+    def _init_boxed(self, rng) -> TrainState:
+        params = self.objective.init_params(rng)
+        return TrainState(step=np.int32(0), params=params, opt_state=self.tx.init(params), rng=rng,
+                          memory=self.objective.init_memory(self.config.train.batch_size))
+
+    def init_state(self) -> TrainState:
+        init = jax.jit(lambda rng: nn.meta.unbox(self._init_boxed(rng)), out_shardings=self.state_shardings)
+        return init(jax.random.PRNGKey(self.config.seed))
+
+    def param_count(self) -> int:
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.state_shapes.params))
+
+    def train_step(self):
+        """The jitted step (state, batch) -> (state, metrics); the old state's buffers are donated."""
+        objective, tx = self.objective, self.tx
+
+        def step(state: TrainState, batch):
+            rng = jax.random.fold_in(state.rng, state.step)
+            grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
+            (loss, (memory, metrics)), grads = grad_fn(state.params, batch, state.memory, rng, True)
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                               opt_state=opt_state, rng=state.rng, memory=memory)
+            return state, dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+
+        return jax.jit(step, in_shardings=(self.state_shardings, self.batch_sharding),
+                       out_shardings=(self.state_shardings, None), donate_argnums=0)
+
+    def stream(self, split: str) -> OrderedStream:
+        return OrderedStream(self.corpus.splits[split], self.config.train.batch_size, self.config.train.tgt_len,
+                             jax.process_index(), jax.process_count(), name=split)
+
+    def report(self, summary: dict, split: str) -> dict:
+        """A metrics line: bpc on character data, and on evaluation lines the true entropy rate when
+        the corpus knows it."""
+        line = dict(summary)
+        if self.corpus.level in ("char", "byte"):
+            line["bpc"] = line["bits_per_token"]
+        if split != "train" and self.corpus.true_bits_per_token is not None:
+            line["true_bits_per_token"] = self.corpus.true_bits_per_token
+        return line

@@ -1,0 +1,159 @@
+"""`train(config, workdir)`: the training loop. It knows the objective only through its interface
+(`objectives/__init__.py`): a loss, the memory it carries, and how to summarize its metrics.
+
+A run is resumable by construction: the batch of step s is `stream.batch_at(s)`, the dropout key of
+step s is `fold_in(rng, s)`, and the checkpoint holds params, optimizer state, step, RNG and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from xlpretrain import config as config_lib
+from xlpretrain import parallel
+from xlpretrain.errors import UserError
+from xlpretrain.train import optim
+from xlpretrain.train.checkpoint import Checkpoints
+from xlpretrain.train.evaluate import Evaluator
+from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
+from xlpretrain.train.logging import METRICS_FILE, MetricsLog, keep_lines_up_to, progress, read_metrics
+
+
+class Diverged(UserError):
+    pass
+
+
+def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: bool) -> None:
+    """Refuses a workdir whose checkpoints belong to another model or data, unless `restart`, which
+    moves everything the old run wrote into `previous/<time>/` instead of deleting it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    saved = workdir / CONFIG_FILE
+    has_checkpoint = any((workdir / CHECKPOINT_DIR).glob("[0-9]*"))
+    if saved.is_file() and has_checkpoint and not restart:
+        old, new = config_lib.signature(config_lib.from_json(saved.read_text())), config_lib.signature(config)
+        if old != new:
+            diff = next(f"{k}: {old[k]} -> {new[k]}" for k in new if old.get(k) != new[k])
+            raise UserError(f"workdir {workdir} holds a checkpoint of a different model or data ({diff[:200]}); "
+                            f"pass --restart to start over (the old run is kept in {workdir}/previous/) "
+                            f"or choose another --workdir")
+    if restart:
+        previous = workdir / "previous" / time.strftime("%Y%m%d-%H%M%S")
+        for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard"):
+            if (workdir / name).exists():
+                previous.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(workdir / name), str(previous / name))
+
+
+def _train_line(step: int, losses: list[float], norms: list[float], tokens: int, seconds: float, lr: float) -> dict:
+    loss = float(np.mean(losses))
+    return {"step": step, "split": "train", "loss": loss, "ppl": math.exp(min(loss, 700.0)),
+            "bits_per_token": loss / math.log(2), "tokens_per_sec": tokens / seconds, "lr": lr,
+            "grad_norm": float(np.mean(norms))}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path, restart: bool = False) -> dict:
+    """Trains (or resumes) the run in `workdir`; returns the final test metrics."""
+    workdir = Path(workdir)
+    exp = Experiment(config)
+    config = exp.config
+    prepare_workdir(workdir, config, restart)
+    (workdir / CONFIG_FILE).write_text(config_lib.to_json(config))
+
+    train_cfg = config.train
+    checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, train_cfg.keep_checkpoints)
+    log = MetricsLog(workdir)
+    try:
+        with exp.context():
+            return _run(exp, checkpoints, log, workdir)
+    finally:
+        checkpoints.close()
+        log.close()
+
+
+def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Path) -> dict:
+    train_cfg = exp.config.train
+    start = checkpoints.latest_step() or 0
+    keep_lines_up_to(workdir / METRICS_FILE, start)
+    finished = [line for line in read_metrics(workdir) if line["split"] == "test" and line["step"] == train_cfg.steps]
+    if start >= train_cfg.steps and finished:
+        print(f"xlpretrain: the run in {workdir} is complete at step {start}; raise train.steps to go on", flush=True)
+        return finished[-1]
+    state = checkpoints.restore(start, exp.state_shapes, exp.state_shardings) if start else exp.init_state()
+
+    stream = exp.stream("train")
+    evaluator = Evaluator(exp)
+    step_fn = exp.train_step()
+    schedule = optim.learning_rate(train_cfg)
+    tokens_per_step = train_cfg.batch_size * train_cfg.tgt_len
+
+    print(f"xlpretrain: {exp.param_count():,} parameters, {len(exp.corpus.splits['train']):,} training tokens, "
+          f"{'resuming at step ' + str(start) if start else 'starting'} in {workdir}", flush=True)
+    pending, losses, norms = [], [], []
+    window_start, window_steps = time.perf_counter(), 0
+    bar = progress(train_cfg.steps, start, "train")
+
+    def drain():
+        """Fetches the metrics of the steps run so far; stops at the first non-finite loss."""
+        nonlocal pending
+        for step, metrics in jax.device_get(pending):
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                last = checkpoints.latest_step()
+                kept = (f"the last good checkpoint is step {last} in {workdir / CHECKPOINT_DIR}" if last
+                        else "no checkpoint was written before it")
+                raise Diverged(f"the loss became {loss} at step {step}; training stopped and {kept}; "
+                               f"lower train.lr or raise train.warmup_steps, then resume")
+            losses.append(loss)
+            norms.append(float(metrics["grad_norm"]))
+        pending = []
+
+    try:
+        for step in range(start, train_cfg.steps):
+            state, metrics = step_fn(state, parallel.to_global(stream.batch_at(step), exp.batch_sharding))
+            done = step + 1
+            pending.append((done, metrics))
+            window_steps += 1
+            bar.update()
+            last_step = done == train_cfg.steps
+
+            logged = done % train_cfg.log_every == 0 or last_step
+            if logged:
+                drain()
+                seconds = time.perf_counter() - window_start
+                line = _train_line(done, losses, norms, window_steps * tokens_per_step, seconds, float(schedule(step)))
+                log.write(exp.report(line, "train"))
+                bar.set_postfix(loss=f"{line['loss']:.3f}", tok_s=f"{line['tokens_per_sec']:.0f}")
+                losses, norms = [], []
+
+            valid_loss = None
+            if done % train_cfg.eval_every == 0 or last_step:
+                summary = evaluator.evaluate(state.params, "valid")
+                valid_loss = summary["loss"]
+                log.write({"step": done, "split": "valid", **summary})
+                bar.write(f"step {done}: valid loss {summary['loss']:.4f}, {summary['bits_per_token']:.4f} bits/token")
+
+            if done % train_cfg.checkpoint_every == 0 or last_step:
+                drain()
+                checkpoints.save(state, valid_loss)
+            if logged:  # the next window's throughput excludes evaluation and checkpointing
+                window_start, window_steps = time.perf_counter(), 0
+    finally:
+        bar.close()
+
+    checkpoints.manager.wait_until_finished()
+    best = checkpoints.best_step()
+    params = state.params
+    if best is not None and best != int(state.step):
+        params = checkpoints.restore_params(best, exp.state_shapes.params, exp.state_shardings.params)
+    line = {"step": train_cfg.steps, "split": "test", **evaluator.evaluate(params, "test"), "checkpoint_step": best}
+    log.write(line)
+    print(json.dumps(line), flush=True)
+    return line
