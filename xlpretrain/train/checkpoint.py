@@ -45,6 +45,9 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
     def best_step(self) -> int | None:
         """The step with the lowest valid loss, or the latest step when none has one."""
         return self.manager.best_step()
@@ -69,6 +72,10 @@ class Checkpoints:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(_abstract(like, shardings))))
         return restored.params
+
+    def wait(self) -> None:
+        """Blocks until the checkpoints being written are committed."""
+        self.manager.wait_until_finished()
 
     def close(self) -> None:
         """Waits for writes in flight, then releases the manager."""

@@ -67,9 +67,9 @@ def evaluate_workdir(workdir: str | Path, split: str, step: int | None, override
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, exp.config.train.keep_checkpoints)
     try:
         step = checkpoints.best_step() if step is None else step
-        if step is None or step not in checkpoints.manager.all_steps():
+        if step is None or step not in checkpoints.all_steps():
             raise UserError(f"no checkpoint {'at step ' + str(step) + ' ' if step else ''}in {workdir / CHECKPOINT_DIR}; "
-                            f"steps available: {list(checkpoints.manager.all_steps())}")
+                            f"steps available: {checkpoints.all_steps()}")
         with exp.context():
             params = checkpoints.restore_params(step, exp.state_shapes.params, exp.state_shardings.params)
             line = {"step": step, "split": split, **Evaluator(exp).evaluate(params, split),

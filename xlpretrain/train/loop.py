@@ -52,11 +52,47 @@ def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: b
                 shutil.move(str(workdir / name), str(previous / name))
 
 
-def _train_line(step: int, losses: list[float], norms: list[float], tokens: int, seconds: float, lr: float) -> dict:
-    loss = float(np.mean(losses))
-    return {"step": step, "split": "train", "loss": loss, "ppl": math.exp(min(loss, 700.0)),
-            "bits_per_token": loss / math.log(2), "tokens_per_sec": tokens / seconds, "lr": lr,
-            "grad_norm": float(np.mean(norms))}
+class _Window:
+    """The train metrics of the steps since the last log line. Values stay on the device until a
+    line is written or a checkpoint is about to be saved; both first check every loss is finite."""
+
+    def __init__(self, tokens_per_step: int, checkpoints: Checkpoints, workdir: Path):
+        self.tokens_per_step = tokens_per_step
+        self.checkpoints, self.workdir = checkpoints, workdir
+        self.pending, self.losses, self.norms = [], [], []
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self.start, self.steps = time.perf_counter(), 0
+
+    def add(self, step: int, metrics) -> None:
+        self.pending.append((step, metrics))
+        self.steps += 1
+
+    def check(self) -> None:
+        """Fetches the pending metrics; raises Diverged at the first non-finite loss."""
+        for step, metrics in jax.device_get(self.pending):
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                last = self.checkpoints.latest_step()
+                kept = (f"the last good checkpoint is step {last} in {self.workdir / CHECKPOINT_DIR}" if last
+                        else "no checkpoint was written before it")
+                raise Diverged(f"the loss became {loss} at step {step}; training stopped and {kept}; "
+                               f"lower train.lr or raise train.warmup_steps, then resume")
+            self.losses.append(loss)
+            self.norms.append(float(metrics["grad_norm"]))
+        self.pending = []
+
+    def line(self, step: int, lr: float) -> dict:
+        """The train line for the window ending at `step`, which then starts a new window."""
+        self.check()
+        loss = float(np.mean(self.losses))
+        line = {"step": step, "split": "train", "loss": loss, "ppl": math.exp(min(loss, 700.0)),
+                "bits_per_token": loss / math.log(2),
+                "tokens_per_sec": self.steps * self.tokens_per_step / (time.perf_counter() - self.start),
+                "lr": lr, "grad_norm": float(np.mean(self.norms))}
+        self.losses, self.norms = [], []
+        return line
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, restart: bool = False) -> dict:
@@ -87,68 +123,41 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
         print(f"xlpretrain: the run in {workdir} is complete at step {start}; raise train.steps to go on", flush=True)
         return finished[-1]
     state = checkpoints.restore(start, exp.state_shapes, exp.state_shardings) if start else exp.init_state()
-
-    stream = exp.stream("train")
-    evaluator = Evaluator(exp)
-    step_fn = exp.train_step()
+    stream, evaluator, step_fn = exp.stream("train"), Evaluator(exp), exp.train_step()
     schedule = optim.learning_rate(train_cfg)
-    tokens_per_step = train_cfg.batch_size * train_cfg.tgt_len
-
     print(f"xlpretrain: {exp.param_count():,} parameters, {len(exp.corpus.splits['train']):,} training tokens, "
           f"{'resuming at step ' + str(start) if start else 'starting'} in {workdir}", flush=True)
-    pending, losses, norms = [], [], []
-    window_start, window_steps = time.perf_counter(), 0
+
+    window = _Window(train_cfg.batch_size * train_cfg.tgt_len, checkpoints, workdir)
     bar = progress(train_cfg.steps, start, "train")
-
-    def drain():
-        """Fetches the metrics of the steps run so far; stops at the first non-finite loss."""
-        nonlocal pending
-        for step, metrics in jax.device_get(pending):
-            loss = float(metrics["loss"])
-            if not math.isfinite(loss):
-                last = checkpoints.latest_step()
-                kept = (f"the last good checkpoint is step {last} in {workdir / CHECKPOINT_DIR}" if last
-                        else "no checkpoint was written before it")
-                raise Diverged(f"the loss became {loss} at step {step}; training stopped and {kept}; "
-                               f"lower train.lr or raise train.warmup_steps, then resume")
-            losses.append(loss)
-            norms.append(float(metrics["grad_norm"]))
-        pending = []
-
     try:
         for step in range(start, train_cfg.steps):
             state, metrics = step_fn(state, parallel.to_global(stream.batch_at(step), exp.batch_sharding))
             done = step + 1
-            pending.append((done, metrics))
-            window_steps += 1
+            window.add(done, metrics)
             bar.update()
-            last_step = done == train_cfg.steps
+            at_end = done == train_cfg.steps
 
-            logged = done % train_cfg.log_every == 0 or last_step
+            logged = done % train_cfg.log_every == 0 or at_end
             if logged:
-                drain()
-                seconds = time.perf_counter() - window_start
-                line = _train_line(done, losses, norms, window_steps * tokens_per_step, seconds, float(schedule(step)))
-                log.write(exp.report(line, "train"))
+                line = exp.report(window.line(done, float(schedule(step))), "train")
+                log.write(line)
                 bar.set_postfix(loss=f"{line['loss']:.3f}", tok_s=f"{line['tokens_per_sec']:.0f}")
-                losses, norms = [], []
-
             valid_loss = None
-            if done % train_cfg.eval_every == 0 or last_step:
+            if done % train_cfg.eval_every == 0 or at_end:
                 summary = evaluator.evaluate(state.params, "valid")
                 valid_loss = summary["loss"]
                 log.write({"step": done, "split": "valid", **summary})
                 bar.write(f"step {done}: valid loss {summary['loss']:.4f}, {summary['bits_per_token']:.4f} bits/token")
-
-            if done % train_cfg.checkpoint_every == 0 or last_step:
-                drain()
+            if done % train_cfg.checkpoint_every == 0 or at_end:
+                window.check()
                 checkpoints.save(state, valid_loss)
             if logged:  # the next window's throughput excludes evaluation and checkpointing
-                window_start, window_steps = time.perf_counter(), 0
+                window.restart_clock()
     finally:
         bar.close()
 
-    checkpoints.manager.wait_until_finished()
+    checkpoints.wait()
     best = checkpoints.best_step()
     params = state.params
     if best is not None and best != int(state.step):
