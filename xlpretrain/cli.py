@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import sys
@@ -81,7 +82,28 @@ def run(argv: list[str]) -> None:
         print(json.dumps(bench(_config(args.config, overrides), args.steps)))
 
 
+def keep_freed_memory() -> None:
+    """Makes glibc keep freed memory for reuse instead of returning it to the operating system.
+
+    XLA allocates a step's temporaries afresh at every step (359 MB for bench_small); by default
+    glibc maps large blocks with mmap and unmaps them on free, so every step faults every page in
+    again (about 90,000 page faults a step on 2 CPU cores, a fifth of the step time). One arena,
+    no mmap and no trimming keep those pages mapped. Must run before JAX starts its threads; a
+    no-op where glibc is absent.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_top_pad, m_mmap_max, m_arena_max = -1, -2, -4, -8
+    libc.mallopt(m_arena_max, 1)
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
+    libc.mallopt(m_top_pad, 512 << 20)
+
+
 def main(argv: list[str] | None = None) -> None:
+    keep_freed_memory()
     # Orbax and absl log routine notices as warnings; keep the console to what the user asked for.
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:

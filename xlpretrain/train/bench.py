@@ -12,8 +12,12 @@ from xlpretrain import parallel
 from xlpretrain.train.experiment import Experiment
 
 
+WARMUP_STEPS = 3  # untimed: the first steps fill the memory and settle the host allocator
+
+
 def bench(config: ml_collections.ConfigDict, steps: int) -> dict:
-    """Compiles the train step (timed), then times `steps` steps one by one; tokens/s is the median."""
+    """Compiles the train step (timed), runs WARMUP_STEPS, then times `steps` steps one by one;
+    tokens/s is the median."""
     exp = Experiment(config)
     tokens_per_step = exp.config.train.batch_size * exp.config.train.tgt_len
     stream = exp.stream("train")
@@ -23,10 +27,11 @@ def bench(config: ml_collections.ConfigDict, steps: int) -> dict:
         start = time.perf_counter()
         step_fn = exp.train_step().lower(state, batch).compile()
         compile_seconds = time.perf_counter() - start
-        state, metrics = step_fn(state, batch)  # the first run also fills the memory
+        for step in range(WARMUP_STEPS):
+            state, metrics = step_fn(state, parallel.to_global(stream.batch_at(step), exp.batch_sharding))
         jax.block_until_ready(metrics)
         seconds = []
-        for step in range(1, steps + 1):
+        for step in range(WARMUP_STEPS, WARMUP_STEPS + steps):
             batch = parallel.to_global(stream.batch_at(step), exp.batch_sharding)
             start = time.perf_counter()
             state, metrics = step_fn(state, batch)
