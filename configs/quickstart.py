@@ -17,7 +17,7 @@ def get_config():
     config = defaults()
     config.data.corpus = "quickstart"
     config.model.update(n_layer=2, d_model=128, n_head=4, d_head=32, d_inner=512, dropout=0.0, mem_len=64)
-    config.train.update(batch_size=16, tgt_len=32, steps=3000, lr=1e-3, warmup_steps=100,
-                        log_every=50, eval_every=1000, checkpoint_every=500)
+    config.train.update(batch_size=16, tgt_len=32, steps=8000, lr=1e-3, warmup_steps=100,
+                        log_every=100, eval_every=2000, checkpoint_every=1000)
     config.eval.update(tgt_len=32, mem_len=64)
     return config

@@ -83,9 +83,12 @@ class RelativeAttention(nn.Module):
         rows = (q + scale * r_r_bias[:, None, None]).reshape(n_head, batch * q_len, self.d_head)
         position = rel_shift(jnp.einsum("hme,hke->hmk", rows, r).reshape(n_head, batch, q_len, -1))
         scores = jnp.where(visible, content + position, MASKED)
-        probs = jax.nn.softmax(scores, axis=-1)
-        probs = nn.Dropout(self.dropatt)(probs, deterministic=deterministic)
-
-        attended = jnp.einsum("hbqk,hbke->hbqe", probs, v)
+        # Softmax with the normalisation deferred to the output: dividing the [q_len, d_head]
+        # result by the row sums equals dividing the [q_len, k_len] weights, and is a pass over a
+        # tensor k_len/d_head times smaller. Dropout on the weights commutes with the row scaling.
+        weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+        row_sums = jnp.sum(weights, axis=-1, keepdims=True)
+        weights = nn.Dropout(self.dropatt)(weights, deterministic=deterministic)
+        attended = jnp.einsum("hbqk,hbke->hbqe", weights, v) / row_sums
         out = jnp.einsum("hbqe,hed->bqd", attended, w_o)
         return nn.with_logical_constraint(out, ("batch", "length", "embed"))
