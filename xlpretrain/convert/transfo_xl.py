@@ -33,14 +33,14 @@ def from_hf_state_dict(state: Mapping[str, np.ndarray], config: TransformerXLCon
     else:
         params["r_w_bias"], params["r_r_bias"] = bias_pair("transformer.")
 
-    qkv = [state[f"transformer.layers.{i}.dec_attn.qkv_net.weight"].reshape(3, h, e, d) for i in range(config.n_layer)]
     for i in range(config.n_layer):
         p = f"transformer.layers.{i}."
+        # qkv_net.weight is [3 * n_head * d_head, d_model], rows ordered (q|k|v, head, dim).
+        qkv = state[p + "dec_attn.qkv_net.weight"].reshape(3, h, e, d)
         params[f"layer_{i}"] = {
             "attn": {
-                # qkv_net.weight is [3 * n_head * d_head, d_model], rows ordered (q|k|v, head, dim).
-                "q": qkv[i][0].transpose(2, 0, 1),
-                "kv": qkv[i][1:].transpose(3, 0, 1, 2),
+                "q": qkv[0].transpose(2, 0, 1),
+                "kv": qkv[1:].transpose(3, 0, 1, 2),
                 "r": state[p + "dec_attn.r_net.weight"].T.reshape(d, h, e),
                 "o": state[p + "dec_attn.o_net.weight"].T.reshape(h, e, d),
             },

@@ -15,7 +15,6 @@ import numpy as np
 
 from xlpretrain import config as config_lib
 from xlpretrain import objectives, parallel
-from xlpretrain.data.stream import OrderedStream
 from xlpretrain.errors import UserError
 from xlpretrain.train.checkpoint import Checkpoints
 from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
@@ -41,8 +40,7 @@ class Evaluator:
 
     def evaluate(self, params, split: str) -> dict:
         """The metrics line of `split` ("valid" or "test")."""
-        stream = OrderedStream(self.exp.corpus.splits[split], self.config.eval.batch_size, self.config.eval.tgt_len,
-                               jax.process_index(), jax.process_count(), name=split)
+        stream = self.exp.stream(split, "eval")
         memory = jax.device_put(self.objective.init_memory(self.config.eval.batch_size), self.memory_shardings)
         per_batch = []
         bar = progress(stream.evaluation_steps(), 0, f"eval {split}", leave=False)

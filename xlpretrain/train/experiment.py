@@ -83,8 +83,10 @@ class Experiment:
         return jax.jit(step, in_shardings=(self.state_shardings, self.batch_sharding),
                        out_shardings=(self.state_shardings, None), donate_argnums=0)
 
-    def stream(self, split: str) -> OrderedStream:
-        return OrderedStream(self.corpus.splits[split], self.config.train.batch_size, self.config.train.tgt_len,
+    def stream(self, split: str, section: str = "train") -> OrderedStream:
+        """This host's columns of `split`, cut by `config[section]`'s batch_size and tgt_len."""
+        sizes = self.config[section]
+        return OrderedStream(self.corpus.splits[split], sizes.batch_size, sizes.tgt_len,
                              jax.process_index(), jax.process_count(), name=split)
 
     def report(self, summary: dict, split: str) -> dict:
