@@ -12,6 +12,7 @@ from transformers import TransfoXLConfig, TransfoXLLMHeadModel
 
 from xlpretrain.convert.transfo_xl import from_hf_state_dict
 from xlpretrain.models.attention import rel_shift
+from xlpretrain.models.positions import relative_distances
 from xlpretrain.models.transformer import Memory, TransformerXL, TransformerXLConfig, attention_mask
 
 SMALL = TransformerXLConfig(vocab_size=50, n_layer=2, d_model=32, n_head=4, d_head=8, d_inner=64,
@@ -89,21 +90,38 @@ def test_rel_shift_picks_distance_mlen_plus_i_minus_j():
     query = np.arange(q_len)[:, None]
     distance_of_column = (k_len - 1 - np.arange(k_len))[None, :]
     raw = 1000 * query + distance_of_column  # encodes (query, distance) in each entry
-    shifted = np.asarray(rel_shift(jnp.asarray(raw, jnp.float32)[None, None]))[0, 0]
+    shifted = np.asarray(rel_shift(jnp.asarray(raw, jnp.float32)[None, None], k_len))[0, 0]
     for i in range(q_len):
         for j in range(mem_len + i + 1):
             assert shifted[i, j] == 1000 * i + (mem_len + i - j), (i, j)
 
 
+def test_bidirectional_rel_shift_covers_every_key():
+    """With distances k_len-1 down to -(q_len-1) (relative_distances, causal=False), every entry
+    [i, j] of the shifted scores is the score for distance mem_len + i - j, negative ones included."""
+    q_len, mem_len = 5, 3
+    k_len = q_len + mem_len
+    distances = np.asarray(relative_distances(k_len, q_len, causal=False, clamp_len=-1))
+    assert distances.tolist() == list(range(k_len - 1, -q_len, -1))
+    raw = 1000 * np.arange(q_len)[:, None] + distances[None, :]
+    shifted = np.asarray(rel_shift(jnp.asarray(raw, jnp.float32)[None, None], k_len))[0, 0]
+    expected = 1000 * np.arange(q_len)[:, None] + mem_len + np.arange(q_len)[:, None] - np.arange(k_len)[None, :]
+    np.testing.assert_array_equal(shifted, expected)
+
+
 def test_same_length_mask_sees_exactly_mem_len_keys():
     """Visible keys per query with q_len 4, mem_len 6 (reference section 1.4, PyTorch column):
     a full memory gives 6 for every query; 3 filled slots give [4, 5, 6, 6]."""
-    full = attention_mask(jnp.ones((1, 6), bool), 4, same_length=True)
+    segment = jnp.ones((1, 4), bool)
+    full = attention_mask(jnp.ones((1, 6), bool), segment, causal=True, same_length=True)
     assert np.asarray(full.sum(-1)).ravel().tolist() == [6, 6, 6, 6]
-    half = attention_mask(jnp.asarray([[False] * 3 + [True] * 3]), 4, same_length=True)
+    half = attention_mask(jnp.asarray([[False] * 3 + [True] * 3]), segment, causal=True, same_length=True)
     assert np.asarray(half.sum(-1)).ravel().tolist() == [4, 5, 6, 6]
-    causal = attention_mask(jnp.ones((1, 6), bool), 4, same_length=False)
+    causal = attention_mask(jnp.ones((1, 6), bool), segment, causal=True, same_length=False)
     assert np.asarray(causal.sum(-1)).ravel().tolist() == [7, 8, 9, 10]
+    padded = attention_mask(jnp.ones((1, 0), bool), jnp.asarray([[True, True, True, False]]),
+                            causal=False, same_length=False)
+    assert np.asarray(padded[0]).tolist() == [[True, True, True, False]] * 4
 
 
 @pytest.mark.parametrize("untie_r", [False, True])

@@ -4,6 +4,8 @@
     xlpretrain eval   --workdir DIR [--split test] [--step N] [--config.eval.mem_len=640 ...]
     xlpretrain params --config PATH [--config.KEY=VALUE ...]
     xlpretrain bench  --config PATH [--steps N] [--config.KEY=VALUE ...]
+    xlpretrain convert import --hf DIR [--generator DIR] --config PATH --workdir OUT [--config.KEY=VALUE ...]
+    xlpretrain convert export --workdir DIR --hf OUT [--step N]
 
 `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides any config field; unknown keys are errors.
 """
@@ -53,11 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--split", default="test", choices=("valid", "test"))
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: best valid loss)")
-    params = commands.add_parser("params", help="print the exact parameter count of a config")
+    params = commands.add_parser("params", help="print the exact parameter count of a config, with its parts")
     params.add_argument("--config", required=True)
     bench = commands.add_parser("bench", help="measure training tokens/s and compile time")
     bench.add_argument("--config", required=True)
     bench.add_argument("--steps", type=int, default=20)
+    convert = commands.add_parser("convert", help="import HuggingFace BERT/ELECTRA weights into a workdir, or export")
+    convert.add_argument("direction", choices=("import", "export"))
+    convert.add_argument("--hf", required=True, help="HuggingFace checkpoint directory (config.json + weights)")
+    convert.add_argument("--generator", help="import: the ElectraForMaskedLM directory of an ElectraForPreTraining")
+    convert.add_argument("--config", help="import: the config of the run the weights go into")
+    convert.add_argument("--workdir", required=True)
+    convert.add_argument("--step", type=int, default=None, help="export: checkpoint step (default: the latest)")
     return parser
 
 
@@ -77,7 +86,17 @@ def run(argv: list[str]) -> None:
         evaluate_workdir(args.workdir, args.split, args.step, overrides)
     elif args.command == "params":
         from xlpretrain.train.experiment import Experiment
-        print(f"{Experiment(_config(args.config, overrides)).param_count():,}")
+        config = _config(args.config, overrides)
+        for what, count in Experiment(config, with_data=config.model.vocab_size is None).param_report():
+            print(f"{count:>15,}  {what}")
+    elif args.command == "convert":
+        from xlpretrain.convert import checkpoints
+        if args.direction == "export":
+            checkpoints.export_checkpoint(args.workdir, args.hf, args.step)
+        elif args.config is None:
+            raise UserError("convert import needs --config, the config of the run the weights go into")
+        else:
+            checkpoints.import_checkpoint(args.hf, args.generator, _config(args.config, overrides), args.workdir)
     elif args.command == "bench":
         from xlpretrain.train.bench import bench
         print(json.dumps(bench(_config(args.config, overrides), args.steps)))

@@ -18,9 +18,9 @@ from typing import Iterable
 
 import ml_collections
 
+from xlpretrain.data.corpora import DOCUMENT_FORMATS
 from xlpretrain.errors import UserError
-from xlpretrain.models.transformer import TransformerXLConfig
-from xlpretrain.objectives import REGISTRY as OBJECTIVES
+from xlpretrain.models.transformer import ACTIVATIONS, FLAVORS, POSITIONS, TransformerXLConfig
 
 LEVELS = ("word", "char", "byte")
 CORPORA = ("quickstart", "text")
@@ -41,6 +41,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.data.cache_dir = ""          # prepared corpora; default $XLPRETRAIN_CACHE or ~/.cache/xlpretrain
     c.data.quickstart = ml_collections.ConfigDict(
         dict(seed=0, train_tokens=2_000_000, valid_tokens=100_000, test_tokens=100_000))
+    # Encoder objectives (mlm, rtd) read documents of WordPiece sentences and cut them into examples
+    # of train.tgt_len (eval.tgt_len) tokens: data/corpora.py `load_documents`, data/examples.py.
+    c.data.documents = "lines"     # "lines": BERT's one sentence a line, blank line between documents; "wikitext"
+    c.data.wordpiece = ml_collections.ConfigDict(dict(vocab_file="", vocab_size=8192, lowercase=True))
+    c.data.examples = ml_collections.ConfigDict(dict(seed=0, short_seq_prob=0.1, next_sentence=False))
 
     c.model = ml_collections.ConfigDict()
     c.model.vocab_size = ml_collections.config_dict.placeholder(int)  # None: taken from the data
@@ -52,12 +57,33 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.pre_lnorm = False
     c.model.untie_r = False
     c.model.init_std = 0.02
+    # The bidirectional encoder of BERT and ELECTRA (models/transformer.py): causal=False,
+    # positions="absolute", n_token_types=2, activation="gelu", layer_norm_eps=1e-12, flavor="bert".
+    c.model.causal = True
+    c.model.positions = "relative"
+    c.model.max_positions = 512
+    c.model.n_token_types = 0
+    c.model.d_embed = 0            # 0: d_model
+    c.model.activation = "relu"
+    c.model.layer_norm_eps = 1e-5
+    c.model.flavor = "transformer_xl"
+
+    # Masking of the encoder objectives (objectives/masking.py); BERT's values.
+    c.masking = ml_collections.ConfigDict(dict(
+        mask_prob=0.15, max_predictions=20, whole_word=False, mask_frac=0.8, random_frac=0.1))
+    c.masking.mask_id = ml_collections.config_dict.placeholder(int)  # None: the vocabulary's [MASK]
+    # ELECTRA (objectives/rtd.py).
+    c.rtd = ml_collections.ConfigDict(dict(
+        generator_size=0.25, generator_layers=1.0, generator_weight=1.0, discriminator_weight=50.0, temperature=1.0))
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size, c.train.tgt_len = 8, 128
     c.train.steps = 10_000
     c.train.lr, c.train.warmup_steps, c.train.min_lr_ratio = 2.5e-4, 0, 0.0
     c.train.clip_norm = 0.25
+    c.train.schedule = "cosine"    # or "linear" (BERT, ELECTRA)
+    c.train.weight_decay = 0.0     # > 0: AdamW, not on biases and LayerNorm scales (train/optim.py)
+    c.train.adam_b1, c.train.adam_b2, c.train.adam_eps = 0.9, 0.999, 1e-8
     c.train.log_every, c.train.eval_every, c.train.checkpoint_every = 100, 1000, 1000
     c.train.keep_checkpoints = 2   # the latest N; the best-valid one is kept as well
 
@@ -75,6 +101,71 @@ def defaults() -> ml_collections.ConfigDict:
         ("embed", "fsdp"),
     )
     return c
+
+
+def bert_encoder(config: ml_collections.ConfigDict, n_layer: int, d_model: int, n_head: int, d_embed: int = 0) -> None:
+    """Makes `config.model` BERT's and ELECTRA's encoder (HuggingFace BertConfig/ElectraConfig):
+    bidirectional, learned absolute positions (512), 2 token types, erf GELU, 4x feed-forward,
+    LayerNorm eps 1e-12, dropout 0.1 on hidden states and attention weights, no memory."""
+    config.model.update(n_layer=n_layer, d_model=d_model, n_head=n_head, d_head=d_model // n_head,
+                        d_inner=4 * d_model, d_embed=d_embed, dropout=0.1, dropatt=0.1, mem_len=0, causal=False,
+                        positions="absolute", max_positions=512, n_token_types=2, activation="gelu",
+                        layer_norm_eps=1e-12, flavor="bert")
+    config.eval.mem_len = 0
+
+
+def bert_pretraining(config: ml_collections.ConfigDict) -> None:
+    """BERT's pretraining recipe (bert `run_pretraining.py`, reference section 3): the `mlm`
+    objective with next-sentence pairs on its 30,522-piece vocabulary, 80/10/10 masking of 15% with
+    at most 20 predictions per 128 tokens, AdamW (lr 1e-4, eps 1e-6, weight decay 0.01), 10,000
+    warm-up steps, linear decay over 1M steps of 256 x 128 tokens, clip 1."""
+    config.objective = "mlm"
+    config.data.update(dir="", documents="lines")
+    config.data.wordpiece.vocab_size = 30522
+    config.data.examples.next_sentence = True
+    config.model.vocab_size = 30522
+    config.masking.update(mask_prob=0.15, max_predictions=20, mask_frac=0.8, random_frac=0.1)
+    config.train.update(batch_size=256, tgt_len=128, steps=1_000_000, lr=1e-4, warmup_steps=10_000,
+                        schedule="linear", weight_decay=0.01, adam_eps=1e-6, clip_norm=1.0,
+                        log_every=1000, eval_every=50_000, checkpoint_every=10_000)
+    config.eval.update(batch_size=64, tgt_len=128)
+
+
+def electra_pretraining(config: ml_collections.ConfigDict, lr: float, batch_size: int, seq_len: int, steps: int,
+                        mask_prob: float, generator_size: float) -> None:
+    """ELECTRA's pretraining recipe (electra `configure_pretraining.py`, reference section 2): the
+    `rtd` objective on BERT's 30,522-piece vocabulary, no next-sentence pairs, masking [MASK] 85% /
+    unchanged 15% with max_predictions = (mask_prob + 0.005) * seq_len, loss = MLM + 50 x
+    discriminator, AdamW (eps 1e-6, weight decay 0.01), 10,000 warm-up steps, linear decay, clip 1."""
+    config.objective = "rtd"
+    config.data.update(dir="", documents="lines")
+    config.data.wordpiece.vocab_size = 30522
+    config.data.examples.next_sentence = False
+    config.model.vocab_size = 30522
+    config.masking.update(mask_prob=mask_prob, max_predictions=int((mask_prob + 0.005) * seq_len),
+                          mask_frac=0.85, random_frac=0.0)
+    config.rtd.update(generator_size=generator_size, generator_layers=1.0, generator_weight=1.0,
+                      discriminator_weight=50.0, temperature=1.0)
+    config.train.update(batch_size=batch_size, tgt_len=seq_len, steps=steps, lr=lr, warmup_steps=10_000,
+                        schedule="linear", weight_decay=0.01, adam_eps=1e-6, clip_norm=1.0,
+                        log_every=1000, eval_every=50_000, checkpoint_every=10_000)
+    config.eval.update(batch_size=64, tgt_len=seq_len)
+
+
+def cpu_variant(config: ml_collections.ConfigDict, n_layer: int, d_model: int, n_head: int, d_embed: int,
+                batch_size: int, steps: int) -> None:
+    """The `:cpu` variant of an encoder config: the same objective with a small encoder on
+    ../shared/data/wikitext-2 read as documents, a WordPiece vocabulary of 8,192 pieces trained on
+    its train split, examples of 128 tokens, learning rate 5e-4 with 10% of the steps as warm-up."""
+    config.data.update(corpus="text", dir="../shared/data/wikitext-2", documents="wikitext")
+    config.data.wordpiece.update(vocab_file="", vocab_size=8192)
+    config.model.vocab_size = None
+    bert_encoder(config, n_layer=n_layer, d_model=d_model, n_head=n_head, d_embed=d_embed)
+    if config.objective == "rtd":  # ELECTRA's rule; BERT's 20 is already for 128 tokens
+        config.masking.max_predictions = int((config.masking.mask_prob + 0.005) * 128)
+    config.train.update(batch_size=batch_size, tgt_len=128, steps=steps, lr=5e-4, warmup_steps=steps // 10, log_every=50,
+                        eval_every=steps, checkpoint_every=100)
+    config.eval.update(batch_size=32, tgt_len=128)
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
@@ -177,9 +268,11 @@ def signature(config: ml_collections.ConfigDict) -> dict:
     """What a checkpoint depends on: the model, the data, and the shapes of the carried memory.
     A workdir may be resumed with a config that changes anything else (steps, learning rate, ...)."""
     return {
+        "objective": config.objective,
         "model": config.model.to_dict(),
         "data": config.data.to_dict(),
         "train.batch_size": config.train.batch_size,
+        "rtd": config.rtd.to_dict() if config.objective == "rtd" else None,
     }
 
 
@@ -190,14 +283,20 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises UserError naming the fix for the first problem found in `config`."""
-    for section in ("data", "model", "train", "eval", "mesh"):
+    for section in ("data", "model", "train", "eval", "mesh", "masking", "rtd"):
         _require(section in config, f"config has no '{section}' section; start from configs/quickstart.py")
-    _require(config.objective in OBJECTIVES,
-             f"objective {config.objective!r} is not one of {', '.join(sorted(OBJECTIVES))}")
+    from xlpretrain.objectives import REGISTRY  # here: the objectives read configs through this module
+
+    _require(config.objective in REGISTRY, f"objective {config.objective!r} is not one of {', '.join(REGISTRY)}")
+    encoder = REGISTRY[config.objective].data == "examples"  # bidirectional, fed with data/examples.py
 
     data = config.data
     _require(data.corpus in CORPORA, f"data.corpus {data.corpus!r} is not one of {', '.join(CORPORA)}")
     _require(data.level in LEVELS, f"data.level {data.level!r} is not one of {', '.join(LEVELS)}")
+    _require(data.documents in DOCUMENT_FORMATS,
+             f"data.documents {data.documents!r} is not one of {', '.join(DOCUMENT_FORMATS)}")
+    _require(not encoder or data.corpus == "text",
+             f"objective {config.objective!r} reads documents from text files; set data.corpus='text' and data.dir")
 
     model = config.model
     known = {f.name for f in dataclasses.fields(TransformerXLConfig)}
@@ -211,6 +310,33 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(model.n_layer > 0 and model.d_inner > 0, "model.n_layer and model.d_inner must be positive")
     for name in ("dropout", "dropatt"):
         _require(0.0 <= model[name] < 1.0, f"model.{name} must be in [0, 1), got {model[name]}")
+    for name, allowed in (("positions", POSITIONS), ("flavor", FLAVORS), ("activation", tuple(ACTIVATIONS))):
+        _require(model[name] in allowed, f"model.{name} {model[name]!r} is not one of {', '.join(allowed)}")
+    _require(model.d_embed >= 0, f"model.d_embed must be >= 0 (0: d_model), got {model.d_embed}")
+    _require(model.positions == "relative" or (model.mem_len == 0 and config.eval.mem_len == 0),
+             "absolute positions cannot be carried over a memory; set model.mem_len=0 and eval.mem_len=0")
+    if model.positions == "absolute":
+        for where in ("train", "eval"):
+            _require(config[where].tgt_len <= model.max_positions,
+                     f"{where}.tgt_len={config[where].tgt_len} exceeds model.max_positions={model.max_positions}")
+    if encoder:
+        _require(not model.causal, f"objective {config.objective!r} needs a bidirectional model; set model.causal=False")
+        _require(model.mem_len == 0 and config.eval.mem_len == 0,
+                 f"objective {config.objective!r} has no memory; set model.mem_len=0 and eval.mem_len=0")
+        for where in ("train", "eval"):
+            _require(config[where].tgt_len >= 8,
+                     f"{where}.tgt_len={config[where].tgt_len} is too short for [CLS] A [SEP] B [SEP] examples")
+        masking = config.masking
+        _require(0.0 < masking.mask_prob < 1.0, f"masking.mask_prob must be in (0, 1), got {masking.mask_prob}")
+        _require(0 < masking.max_predictions <= config.train.tgt_len,
+                 f"masking.max_predictions must be in [1, train.tgt_len], got {masking.max_predictions}")
+        _require(masking.mask_frac >= 0 and masking.random_frac >= 0 and masking.mask_frac + masking.random_frac <= 1,
+                 "masking.mask_frac and masking.random_frac must be >= 0 with a sum <= 1")
+    if config.objective == "rtd":
+        rtd = config.rtd
+        _require(0.0 < rtd.generator_size <= 1.0 and 0.0 < rtd.generator_layers <= 1.0,
+                 "rtd.generator_size and rtd.generator_layers must be fractions in (0, 1]")
+        _require(rtd.temperature > 0, f"rtd.temperature must be positive, got {rtd.temperature}")
 
     for where in ("model", "eval"):
         section = config[where]
@@ -229,6 +355,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     train = config.train
     _require(train.steps > 0, f"train.steps must be positive, got {train.steps}")
     _require(train.lr > 0, f"train.lr must be positive, got {train.lr}")
+    from xlpretrain.train.optim import SCHEDULES
+
+    _require(train.schedule in SCHEDULES, f"train.schedule {train.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    _require(train.weight_decay >= 0, f"train.weight_decay must be >= 0, got {train.weight_decay}")
     _require(0 <= train.warmup_steps < train.steps,
              f"train.warmup_steps must be in [0, train.steps), got {train.warmup_steps}")
     for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):

@@ -23,8 +23,8 @@ def from_hf_state_dict(state: Mapping[str, np.ndarray], config: TransformerXLCon
         return state[prefix + "r_w_bias"], state[prefix + "r_r_bias"]
 
     params = {
-        "vocab": {"embedding": state["transformer.word_emb.emb_layers.0.weight"],
-                  "bias": state["crit.out_layers.0.bias"]},
+        "embed": {"vocab": {"embedding": state["transformer.word_emb.emb_layers.0.weight"],
+                            "bias": state["crit.out_layers.0.bias"]}},
     }
     if config.untie_r:
         pairs = [bias_pair(f"transformer.layers.{i}.dec_attn.") for i in range(config.n_layer)]

@@ -1,8 +1,12 @@
 """Corpora: raw files (or the built-in quickstart language) -> token ids per split, cached on disk.
 
-A prepared corpus is a directory holding `{train,valid,test}.npy` (flat int32 token ids, opened as
-memory maps), `vocab.json` and `meta.json`. It is keyed by a hash of the source files' contents
-and the reading options, so editing a file or an option prepares it again, and nothing else does.
+Two shapes, for the two kinds of objective: `load` gives a `Corpus`, one flat stream of token ids
+per split (causal LM); `load_documents` gives `Documents`, WordPiece ids with sentence and
+document boundaries (encoder objectives, which `examples.py` cuts into examples).
+
+A prepared corpus is a directory of `.npy` arrays (opened as memory maps), its vocabulary and
+`meta.json`. It is keyed by a hash of the source files' contents and the reading options, so
+editing a file or an option prepares it again, and nothing else does.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,10 +25,11 @@ import ml_collections
 import numpy as np
 
 from xlpretrain.data.quickstart import QuickstartLanguage
-from xlpretrain.data.vocab import EOS, Vocab, tokenize
+from xlpretrain.data.vocab import EOS, Vocab, WordPiece, tokenize
 from xlpretrain.errors import UserError
 
 SPLITS = ("train", "valid", "test")
+DOCUMENT_FORMATS = ("wikitext", "lines")
 # Bump when the way files are read changes, so that old caches are not reused.
 READER_VERSION = 1
 
@@ -55,13 +61,18 @@ def load(data: ml_collections.ConfigDict) -> Corpus:
 
         def prepare(out: Path) -> None:
             _prepare_text(files, data.level, data.eos, out)
+    return _read(_cached(data, data.corpus, key_source, prepare))
+
+
+def _cached(data: ml_collections.ConfigDict, name: str, key_source: dict, prepare) -> Path:
+    """The cache directory for `key_source`, filled by `prepare(directory)` unless it already is."""
     key_source["reader"] = READER_VERSION
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()[:16]
     cache_root = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
-    directory = cache_root / f"{data.corpus}-{key}"
+    directory = cache_root / f"{name}-{key}"
     if not (directory / "meta.json").is_file():
         _write_atomically(directory, prepare)
-    return _read(directory)
+    return directory
 
 
 def _file_digest(path: Path, split: str) -> str:
@@ -131,3 +142,95 @@ def _prepare_quickstart(sizes: ml_collections.ConfigDict, out: Path) -> None:
     splits = {split: language.sample(sizes[f"{split}_tokens"], seed=i + 1) for i, split in enumerate(SPLITS)}
     _save(out, Vocab(language.symbols), splits,
           {"level": "word", "true_bits_per_token": language.entropy_rate_bits})
+
+
+@dataclasses.dataclass
+class DocumentSplit:
+    tokens: np.ndarray          # flat int32 piece ids of every sentence, in order
+    sentence_ends: np.ndarray   # [sentences] int64: sentence i is tokens[sentence_ends[i-1]:sentence_ends[i]]
+    document_ends: np.ndarray   # [documents] int64: document d is sentences [document_ends[d-1], document_ends[d])
+
+
+@dataclasses.dataclass
+class Documents:
+    tokenizer: WordPiece
+    splits: dict[str, DocumentSplit]
+
+
+def load_documents(data: ml_collections.ConfigDict) -> Documents:
+    """The text files of `data` as documents of WordPiece-tokenized sentences, prepared on first use.
+
+    `data.documents` says how files split into documents and sentences: "lines" is BERT's format
+    (one sentence per line, a blank line between documents); "wikitext" reads WikiText (an article
+    starts at each ` = Title = ` line, headings are dropped, paragraphs are split into sentences
+    after ` . `, ` ? ` and ` ! `). The vocabulary is `data.wordpiece.vocab_file`, or one of
+    `data.wordpiece.vocab_size` pieces trained on the train split with `tokenizers`.
+    """
+    files = {split: Path(data.dir) / data[split] for split in SPLITS}
+    wordpiece = data.wordpiece
+    key_source = {"corpus": "documents", "format": data.documents, "lowercase": wordpiece.lowercase,
+                  "files": {split: _file_digest(path, split) for split, path in files.items()}}
+    if wordpiece.vocab_file:
+        key_source["vocab_file"] = _file_digest(Path(wordpiece.vocab_file), "data.wordpiece.vocab_file")
+    else:
+        key_source["vocab_size"] = wordpiece.vocab_size
+
+    def prepare(out: Path) -> None:
+        _prepare_documents(files, data.documents, wordpiece, out)
+
+    directory = _cached(data, "documents", key_source, prepare)
+    splits = {split: DocumentSplit(*(np.load(directory / f"{split}.{part}.npy", mmap_mode="r")
+                                     for part in ("tokens", "sentence_ends", "document_ends")))
+              for split in SPLITS}
+    return Documents(WordPiece(directory / "vocab.txt", wordpiece.lowercase), splits)
+
+
+WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
+WIKITEXT_SENTENCE_END = re.compile(r"(?<= [.?!]) ")
+
+
+def _wikitext_documents(text: str) -> list[list[str]]:
+    documents = []
+    for line in text.split("\n"):
+        if WIKITEXT_TITLE.match(line):
+            documents.append([])
+        elif line.strip() and not line.startswith(" = ") and documents:
+            # Undo WikiText's tokenization of numbers and hyphens; <unk> is BERT's [UNK].
+            line = line.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".").replace("<unk>", "[UNK]")
+            documents[-1].extend(s.strip() for s in WIKITEXT_SENTENCE_END.split(line.strip()) if s.strip())
+    return [d for d in documents if d]
+
+
+def _line_documents(text: str) -> list[list[str]]:
+    documents = [[]]
+    for line in text.split("\n"):
+        if line.strip():
+            documents[-1].append(line.strip())
+        elif documents[-1]:
+            documents.append([])
+    return [d for d in documents if d]
+
+
+def _prepare_documents(files: dict[str, Path], documents_format: str, wordpiece: ml_collections.ConfigDict,
+                       out: Path) -> None:
+    reader = _wikitext_documents if documents_format == "wikitext" else _line_documents
+    documents = {}
+    for split, path in files.items():
+        documents[split] = reader(_read_text(path, split, "word"))
+        if not documents[split]:
+            raise UserError(f"{split} file {path} holds no document in the {documents_format!r} format; "
+                            f"set data.documents to one of {', '.join(DOCUMENT_FORMATS)}")
+    vocab_file = out / "vocab.txt"
+    if wordpiece.vocab_file:
+        shutil.copyfile(wordpiece.vocab_file, vocab_file)
+    else:
+        WordPiece.train((s for d in documents["train"] for s in d), wordpiece.vocab_size, wordpiece.lowercase,
+                        vocab_file)
+    tokenizer = WordPiece(vocab_file, wordpiece.lowercase)
+    for split, docs in documents.items():
+        sentences = tokenizer.encode([s for d in docs for s in d])
+        np.save(out / f"{split}.tokens.npy", np.concatenate(sentences).astype(np.int32))
+        np.save(out / f"{split}.sentence_ends.npy", np.cumsum([len(s) for s in sentences], dtype=np.int64))
+        np.save(out / f"{split}.document_ends.npy", np.cumsum([len(d) for d in docs], dtype=np.int64))
+    (out / "meta.json").write_text(json.dumps({"format": documents_format, "vocab_size": len(tokenizer),
+                                               "files": {s: str(p) for s, p in files.items()}}, indent=2))

@@ -35,6 +35,9 @@ class OrderedStream:
         # Every step predicts seq_len tokens; the last incomplete window of an epoch is dropped.
         self.steps_per_epoch = (column_len - 1) // seq_len
 
+    def summary(self) -> str:
+        return f"{self.columns.size:,} training tokens in {self.columns.shape[0]} columns"
+
     def batch_at(self, step: int) -> Batch:
         """tokens [B_host, T+1]; mask [B_host, T] (all True); reset [B_host], True where a column
         starts over, so that memory from the end of the previous epoch is not used as context."""

@@ -80,3 +80,50 @@ def tokenize(text: str, level: str, eos: bool) -> list[str]:
         out.extend(line)
         out.append(EOS)
     return out
+
+
+# BERT's special tokens; a WordPiece vocabulary trained here puts them first, so [PAD] is id 0.
+PAD, WP_UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+WORDPIECE_SPECIALS = [PAD, WP_UNK, CLS, SEP, MASK]
+
+
+class WordPiece:
+    """BERT's WordPiece tokenizer (HuggingFace `tokenizers`) over a `vocab.txt`: one piece per line,
+    line number = id, continuation pieces prefixed with `##`."""
+
+    def __init__(self, vocab_file: Path, lowercase: bool):
+        from tokenizers import BertWordPieceTokenizer
+
+        self.symbols = Path(vocab_file).read_text(encoding="utf-8").splitlines()
+        index = {s: i for i, s in enumerate(self.symbols)}
+        missing = [s for s in WORDPIECE_SPECIALS if s not in index]
+        if missing:
+            raise UserError(f"WordPiece vocabulary {vocab_file} lacks {', '.join(missing)}; "
+                            f"use a BERT vocab.txt or leave data.wordpiece.vocab_file empty to train one")
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (index[s] for s in WORDPIECE_SPECIALS)
+        self.tokenizer = BertWordPieceTokenizer(str(vocab_file), lowercase=lowercase)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @staticmethod
+    def train(sentences, vocab_size: int, lowercase: bool, vocab_file: Path) -> None:
+        """Learns a vocabulary of `vocab_size` pieces from an iterable of sentences; writes `vocab_file`."""
+        from tokenizers import BertWordPieceTokenizer
+
+        tokenizer = BertWordPieceTokenizer(lowercase=lowercase)
+        tokenizer.train_from_iterator(sentences, vocab_size=vocab_size, min_frequency=2,
+                                      special_tokens=WORDPIECE_SPECIALS, show_progress=False)
+        # The trainer breaks ties between equally frequent merges differently from run to run (a few
+        # of 8,192 pieces differ), and numbers the alphabet in hash order. Sorting the pieces at
+        # least makes the ids a function of the set of pieces; the cache keeps one trained set.
+        pieces = sorted(set(tokenizer.get_vocab()) - set(WORDPIECE_SPECIALS))
+        Path(vocab_file).write_text("".join(s + "\n" for s in WORDPIECE_SPECIALS + pieces), encoding="utf-8")
+
+    def encode(self, sentences: list[str]) -> list[np.ndarray]:
+        """Piece ids of each sentence, without special tokens."""
+        return [np.asarray(e.ids, np.int32) for e in self.tokenizer.encode_batch(sentences, add_special_tokens=False)]
+
+    def word_starts(self) -> np.ndarray:
+        """[vocab] True for pieces that begin a word (all but the `##` continuations)."""
+        return np.asarray([not s.startswith("##") for s in self.symbols])

@@ -1,13 +1,15 @@
-"""Relative multi-head attention of Transformer-XL (Dai et al. 2019, section 3.3 and appendix B).
+"""Multi-head attention of the backbone: Transformer-XL's relative form (Dai et al. 2019, section 3.3
+and appendix B) and the plain form of BERT, whose positions are added to the input instead.
 
 For a query at position i of the segment and a key at position j of `[memory; segment]`, at
-distance d = M + i - j (M memory slots), the score is
+distance d = M + i - j (M memory slots), the relative score is
 
     A[i, j] = ((W_q h_i + u) . W_kE x_j  +  (W_q h_i + v) . W_kR R_d) / sqrt(d_head)
                `----- content (a)+(c) ---'  `------ position (b)+(d) -----'
 
 with u = `r_w_bias`, v = `r_r_bias` and R the sinusoid of `positions.py`. The position term is one
-matmul against the K distance embeddings followed by `rel_shift`, instead of Q*K embeddings.
+matmul against the distance embeddings followed by `rel_shift`, instead of Q*K embeddings.
+Without relative positions the score is the content term alone, W_q h_i . W_k x_j / sqrt(d_head).
 """
 
 import math
@@ -21,38 +23,47 @@ import jax.numpy as jnp
 MASKED = -1e30
 
 
-def rel_shift(scores: jnp.ndarray) -> jnp.ndarray:
-    """[..., Q, K] scores against distances (K-1, ..., 0) -> [..., Q, K] scores against keys.
+def rel_shift(scores: jnp.ndarray, k_len: int) -> jnp.ndarray:
+    """[..., Q, R] scores against descending distances (K-1, K-2, ...) -> [..., Q, K] against keys.
 
-    out[..., i, j] = scores[..., i, j + Q - 1 - i], the entry for distance d = (K - Q) + i - j, for
-    every visible (causal) pair j <= K - Q + i. Entries to the right of that are junk that the
-    causal mask hides, as in the official `_rel_shift` (pad a zero column, fold, drop a row).
+    out[..., i, j] = scores[..., i, j + Q - 1 - i], the entry for distance d = (K - Q) + i - j.
+    With R = K (causal distances K-1 ... 0) the entries right of the diagonal are junk that the
+    causal mask hides, as in the official `_rel_shift`; with R = K + Q - 1 (distances down to
+    -(Q-1)) every entry is valid. Same trick: pad a zero column in front, fold, drop Q entries.
     """
-    *lead, q, k = scores.shape
+    *lead, q, r = scores.shape
     padded = jnp.pad(scores, [(0, 0)] * len(lead) + [(0, 0), (1, 0)])
-    folded = padded.reshape(*lead, k + 1, q)[..., 1:, :]
-    return folded.reshape(*lead, q, k)
+    folded = padded.reshape(*lead, q * (r + 1))[..., q:].reshape(*lead, q, r)
+    return folded[..., :k_len]
 
 
-class RelativeAttention(nn.Module):
-    """Multi-head attention of a segment over `[memory; segment]` with relative positions.
+class Attention(nn.Module):
+    """Multi-head attention of a segment over `[memory; segment]`.
 
     Returns the output projection [batch, q_len, d_model], before dropout and the residual.
+    `relative`: Transformer-XL's position term (needs pos_emb, r_w_bias, r_r_bias).
+    `use_bias`: biases on the q, k, v and output projections (BERT); Transformer-XL has none.
     """
 
     n_head: int
     d_head: int
     dropatt: float
     init_std: float
+    relative: bool = True
+    use_bias: bool = False
+
+    def _bias(self, name, shape, axes):
+        init = nn.with_logical_partitioning(nn.initializers.zeros, axes)
+        return self.param(name, init, shape) if self.use_bias else jnp.zeros(shape)
 
     @nn.compact
-    def __call__(self, h, memory, pos_emb, r_w_bias, r_r_bias, visible, deterministic: bool):
+    def __call__(self, h, memory, visible, deterministic: bool, pos_emb=None, r_w_bias=None, r_r_bias=None):
         """
         h:        [batch, q_len, d_model] the segment's layer input.
         memory:   [batch, mem_len, d_model] the cached inputs of this layer (no gradient).
-        pos_emb:  [k_len, d_model] embeddings of distances k_len-1 ... 0, k_len = mem_len + q_len.
+        visible:  [batch or 1, q_len, k_len] True where query i may attend to key j, k_len = mem_len + q_len.
+        pos_emb:  [r_len, d_model] embeddings of the distances of `positions.relative_distances`.
         r_w_bias, r_r_bias: [n_head, d_head] the content and position biases u and v.
-        visible:  [batch or 1, q_len, k_len] True where query i may attend to key j.
         """
         d_model = h.shape[-1]
         init = nn.initializers.normal(self.init_std)
@@ -60,29 +71,36 @@ class RelativeAttention(nn.Module):
                          (d_model, self.n_head, self.d_head))
         w_kv = self.param("kv", nn.with_logical_partitioning(init, ("embed", "kv", "heads", "head_dim")),
                           (d_model, 2, self.n_head, self.d_head))
-        w_r = self.param("r", nn.with_logical_partitioning(init, ("embed", "heads", "head_dim")),
-                         (d_model, self.n_head, self.d_head))
         w_o = self.param("o", nn.with_logical_partitioning(init, ("heads", "head_dim", "embed")),
                          (self.n_head, self.d_head, d_model))
+        b_q = self._bias("q_bias", (self.n_head, self.d_head), ("heads", "head_dim"))
+        b_kv = self._bias("kv_bias", (2, self.n_head, self.d_head), ("kv", "heads", "head_dim"))
+        b_o = self._bias("o_bias", (d_model,), ("embed",))
 
         # Head-major layouts [heads, batch, length, head_dim] keep the score matmuls free of
         # transposes. Queries come from the segment only; keys and values from [memory; segment].
         # The score scale 1/sqrt(d_head) is applied to the queries (and biases) rather than to the
         # [q_len, k_len] scores: the same product, one pass fewer over the largest tensor.
         scale = 1.0 / math.sqrt(self.d_head)
-        q = jnp.einsum("bqd,dhe->hbqe", h, w_q * scale)
-        k, v = jnp.einsum("bkd,dthe->thbke", h, w_kv)
+        q = jnp.einsum("bqd,dhe->hbqe", h, w_q * scale) + scale * b_q[:, None, None]
+        k, v = jnp.einsum("bkd,dthe->thbke", h, w_kv) + b_kv[:, :, None, None]
         if memory.shape[1]:  # separately, so that no gradient is formed for the memory
-            mem_k, mem_v = jnp.einsum("bmd,dthe->thbme", memory, w_kv)
+            mem_k, mem_v = jnp.einsum("bmd,dthe->thbme", memory, w_kv) + b_kv[:, :, None, None]
             k, v = jnp.concatenate([mem_k, k], axis=2), jnp.concatenate([mem_v, v], axis=2)
-        r = jnp.einsum("kd,dhe->hke", pos_emb, w_r)
 
-        content = jnp.einsum("hbqe,hbke->hbqk", q + scale * r_w_bias[:, None, None], k)
-        # The position term does not depend on the batch: one matmul over all (batch, query) rows.
-        n_head, batch, q_len, _ = q.shape
-        rows = (q + scale * r_r_bias[:, None, None]).reshape(n_head, batch * q_len, self.d_head)
-        position = rel_shift(jnp.einsum("hme,hke->hmk", rows, r).reshape(n_head, batch, q_len, -1))
-        scores = jnp.where(visible, content + position, MASKED)
+        if self.relative:
+            w_r = self.param("r", nn.with_logical_partitioning(init, ("embed", "heads", "head_dim")),
+                             (d_model, self.n_head, self.d_head))
+            r = jnp.einsum("kd,dhe->hke", pos_emb, w_r)
+            scores = jnp.einsum("hbqe,hbke->hbqk", q + scale * r_w_bias[:, None, None], k)
+            # The position term does not depend on the batch: one matmul over all (batch, query) rows.
+            n_head, batch, q_len, _ = q.shape
+            rows = (q + scale * r_r_bias[:, None, None]).reshape(n_head, batch * q_len, self.d_head)
+            position = jnp.einsum("hme,hke->hmk", rows, r).reshape(n_head, batch, q_len, -1)
+            scores = scores + rel_shift(position, k.shape[2])
+        else:
+            scores = jnp.einsum("hbqe,hbke->hbqk", q, k)
+        scores = jnp.where(visible, scores, MASKED)
         # Softmax with the normalisation deferred to the output: dividing the [q_len, d_head]
         # result by the row sums equals dividing the [q_len, k_len] weights, and is a pass over a
         # tensor k_len/d_head times smaller. Dropout on the weights commutes with the row scaling.
@@ -90,5 +108,5 @@ class RelativeAttention(nn.Module):
         row_sums = jnp.sum(weights, axis=-1, keepdims=True)
         weights = nn.Dropout(self.dropatt)(weights, deterministic=deterministic)
         attended = jnp.einsum("hbqk,hbke->hbqe", weights, v) / row_sums
-        out = jnp.einsum("hbqe,hed->bqd", attended, w_o)
+        out = jnp.einsum("hbqe,hed->bqd", attended, w_o) + b_o
         return nn.with_logical_constraint(out, ("batch", "length", "embed"))

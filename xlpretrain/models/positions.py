@@ -1,14 +1,20 @@
-"""Sinusoidal relative position embeddings (Transformer-XL, Dai et al. 2019, section 3.3)."""
+"""Position information: the sinusoidal relative embeddings of Transformer-XL (Dai et al. 2019,
+section 3.3); BERT's learned absolute positions are a table in `transformer.Embeddings`."""
 
 import jax.numpy as jnp
 
 
-def relative_distances(klen: int, clamp_len: int) -> jnp.ndarray:
-    """Distances [klen-1, ..., 1, 0], descending as the official code, clamped to `clamp_len` when
-    it is positive (every key further than `clamp_len` shares the embedding of `clamp_len`)."""
-    distances = jnp.arange(klen - 1, -1, -1, dtype=jnp.float32)
+def relative_distances(k_len: int, q_len: int, causal: bool, clamp_len: int) -> jnp.ndarray:
+    """The distances the position term scores, in descending order as the official code.
+
+    Causal: [k_len-1, ..., 1, 0], every distance a query can see. Bidirectional: down to -(q_len-1)
+    as well (XLNet's `bi` sequence), since the first query also sees the last key.
+    With `clamp_len` > 0, distances beyond +-clamp_len share the embedding of +-clamp_len.
+    """
+    stop = -1 if causal else -q_len
+    distances = jnp.arange(k_len - 1, stop, -1, dtype=jnp.float32)
     if clamp_len > 0:
-        distances = jnp.minimum(distances, clamp_len)
+        distances = jnp.clip(distances, -clamp_len, clamp_len)
     return distances
 
 

@@ -6,27 +6,30 @@ import jax.numpy as jnp
 
 
 class TiedSoftmax(nn.Module):
-    """Token embedding [vocab, d_model] used both ways: `embed` looks tokens up (scaled by
-    sqrt(d_model) as the official code), `nll` scores hidden states against the same table plus an
-    output bias (the official `tie_weight`, with no cutoffs and d_embed = d_model)."""
+    """Token embedding [vocab, d_embed] used both ways: `embed` looks tokens up (scaled by
+    sqrt(d_embed) with `scale`, as the official Transformer-XL code; BERT does not scale), `logits`
+    scores hidden states against the same table plus an output bias (the official `tie_weight`;
+    BERT's `cls.predictions.bias`; ELECTRA's generator `output_bias`)."""
 
     vocab_size: int
-    d_model: int
+    d_embed: int
     init_std: float
+    scale: bool = True
 
     def setup(self):
         self.table = self.param(
             "embedding", nn.with_logical_partitioning(nn.initializers.normal(self.init_std), ("vocab", "embed")),
-            (self.vocab_size, self.d_model))
+            (self.vocab_size, self.d_embed))
         self.bias = self.param(
             "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)), (self.vocab_size,))
 
     def embed(self, tokens):
-        """[batch, length] int -> [batch, length, d_model]."""
-        return jnp.take(self.table, tokens, axis=0) * (self.d_model ** 0.5)
+        """[batch, length] int -> [batch, length, d_embed]."""
+        vectors = jnp.take(self.table, tokens, axis=0)
+        return vectors * (self.d_embed ** 0.5) if self.scale else vectors
 
     def logits(self, hidden):
-        """[batch, length, d_model] -> [batch, length, vocab]."""
+        """[batch, length, d_embed] -> [batch, length, vocab]."""
         logits = jnp.einsum("bld,vd->blv", hidden, self.table) + self.bias
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 

@@ -1,25 +1,42 @@
-"""The Transformer-XL backbone (Dai et al. 2019): token embedding -> N relative-attention layers ->
-hidden states, with segment-level recurrence memory in and out.
+"""The backbone: token embedding -> N attention layers -> hidden states, with segment-level
+recurrence memory in and out. By default it is the Transformer-XL of Dai et al. (2019); a few config
+fields turn it into the bidirectional encoder of BERT and ELECTRA.
 
-Follows the official PyTorch code (kimiyoung/transformer-xl, `pytorch/mem_transformer.py`):
-post-LayerNorm by default, ReLU feed-forward, dropout on the embeddings, on the position embeddings
-and on the output, `r_w_bias`/`r_r_bias` shared across layers unless `untie_r`, weights N(0, 0.02)
-and LayerNorm scales N(1, 0.02). The memory of a layer is its input over the last `mem_len`
-positions, kept without gradient.
+Transformer-XL follows the official PyTorch code (kimiyoung/transformer-xl,
+`pytorch/mem_transformer.py`): embeddings scaled by sqrt(d_model), relative positions, post-LayerNorm
+(eps 1e-5) by default, ReLU feed-forward with dropout after the activation, dropout on the
+embeddings, on the position embeddings and on the output, `r_w_bias`/`r_r_bias` shared across
+layers unless `untie_r`, weights N(0, 0.02) and LayerNorm scales N(1, 0.02). The memory of a layer
+is its input over the last `mem_len` positions, kept without gradient.
+
+`flavor="bert"` gives the block of BERT's and ELECTRA's code (HuggingFace `BertModel`,
+`ElectraModel`): unscaled token embeddings plus learned absolute positions and token types, then a
+LayerNorm; biases on the q, k, v and output projections; no dropout after the feed-forward
+activation nor on the output; LayerNorm scales initialised to 1. Combine it with `causal=False`,
+`positions="absolute"`, `n_token_types=2`, `activation="gelu"` and `layer_norm_eps=1e-12`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-from xlpretrain.models.attention import RelativeAttention
+from xlpretrain.models.attention import Attention
 from xlpretrain.models.positions import relative_distances, sinusoid
 from xlpretrain.models.softmax import TiedSoftmax
+
+FLAVORS = ("transformer_xl", "bert")
+POSITIONS = ("relative", "absolute")
+ACTIVATIONS = {
+    "relu": nn.relu,
+    "gelu": functools.partial(nn.gelu, approximate=False),  # erf: BERT's and ELECTRA's released weights
+    "gelu_tanh": functools.partial(nn.gelu, approximate=True),  # HuggingFace "gelu_new"
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +55,22 @@ class TransformerXLConfig:
     pre_lnorm: bool = False
     untie_r: bool = False      # one r_w_bias/r_r_bias per layer instead of one shared pair
     init_std: float = 0.02
+    causal: bool = True        # False: every token sees the whole segment (BERT, ELECTRA)
+    positions: str = "relative"  # or "absolute": a learned table of max_positions added to the input
+    max_positions: int = 512
+    n_token_types: int = 0     # segment (token-type) embeddings; BERT: 2
+    d_embed: int = 0           # embedding size; 0: d_model; else projected to d_model (ELECTRA-Small: 128)
+    activation: str = "relu"   # feed-forward: relu, gelu (erf) or gelu_tanh
+    layer_norm_eps: float = 1e-5
+    flavor: str = "transformer_xl"  # or "bert": the block details of the original code (module docstring)
+
+    @property
+    def embed_size(self) -> int:
+        return self.d_embed or self.d_model
+
+    @property
+    def bert(self) -> bool:
+        return self.flavor == "bert"
 
 
 @flax.struct.dataclass
@@ -72,20 +105,22 @@ class Memory:
 MEMORY_AXES = Memory(hidden=("layers", "batch", "memory", "embed"), valid=("batch", "memory"))
 
 
-def attention_mask(memory_valid: jax.Array, q_len: int, same_length: bool) -> jax.Array:
-    """[batch, mem_len] valid memory slots -> [batch, q_len, k_len] visible keys per query.
+def attention_mask(memory_valid: jax.Array, input_valid: jax.Array, causal: bool, same_length: bool) -> jax.Array:
+    """[batch, mem_len] valid memory slots, [batch, q_len] non-padding inputs -> [batch, q_len, k_len]
+    visible keys per query.
 
-    Query i sees key j of `[memory; segment]` at distance d = mem_len + i - j when d >= 0 (causal)
-    and the slot is filled; with `same_length` also only when d < mem_len, which is the official
-    code's same-length mask: every query sees exactly mem_len keys, itself included, once the
-    memory is full.
+    Query i sees key j of `[memory; segment]` at distance d = mem_len + i - j when the key is a
+    filled slot or a non-padding token and, if `causal`, d >= 0; with `same_length` also only when
+    d < mem_len, which is the official code's same-length mask: every query sees exactly mem_len
+    keys, itself included, once the memory is full. Padding queries still see their keys; their
+    outputs are left out of every loss.
     """
-    batch, mem_len = memory_valid.shape
+    mem_len, q_len = memory_valid.shape[1], input_valid.shape[1]
     distance = mem_len + jnp.arange(q_len)[:, None] - jnp.arange(mem_len + q_len)[None, :]
-    visible = distance >= 0
+    visible = distance >= 0 if causal else jnp.ones(distance.shape, bool)
     if same_length:
         visible &= distance < mem_len
-    key_valid = jnp.concatenate([memory_valid, jnp.ones((batch, q_len), bool)], axis=1)
+    key_valid = jnp.concatenate([memory_valid, input_valid], axis=1)
     return visible[None] & key_valid[:, None, :]
 
 
@@ -95,51 +130,57 @@ def _normal_around_one(std: float):
     return init
 
 
-def layer_norm(init_std: float, name: str) -> nn.LayerNorm:
-    """PyTorch's LayerNorm (eps 1e-5) with the official init: scale N(1, init_std), bias 0."""
+def layer_norm(config: TransformerXLConfig, name: str) -> nn.LayerNorm:
+    """LayerNorm with the config's eps; scale initialised N(1, init_std) as the official
+    Transformer-XL code, or 1 as BERT. BERT's tiny eps (1e-12) needs the two-pass variance."""
+    scale_init = nn.initializers.ones if config.bert else _normal_around_one(config.init_std)
     return nn.LayerNorm(
-        epsilon=1e-5,
-        scale_init=nn.with_logical_partitioning(_normal_around_one(init_std), ("embed",)),
+        epsilon=config.layer_norm_eps, use_fast_variance=not config.bert,
+        scale_init=nn.with_logical_partitioning(scale_init, ("embed",)),
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), name=name)
 
 
+def dense(features: int, init_std: float, axes: tuple[str, str], name: str) -> nn.Dense:
+    """A Dense layer with N(0, init_std) weights, zero bias, and logical axes (in, out)."""
+    return nn.Dense(features, kernel_init=nn.with_logical_partitioning(nn.initializers.normal(init_std), axes),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]), name=name)
+
+
 class FeedForward(nn.Module):
-    """Linear(d_model, d_inner) -> ReLU -> dropout -> Linear(d_inner, d_model) -> dropout."""
-
-    d_inner: int
-    dropout: float
-    init_std: float
-
-    @nn.compact
-    def __call__(self, x, deterministic: bool):
-        init = nn.initializers.normal(self.init_std)
-        zeros = nn.initializers.zeros
-        h = nn.Dense(self.d_inner, kernel_init=nn.with_logical_partitioning(init, ("embed", "mlp")),
-                     bias_init=nn.with_logical_partitioning(zeros, ("mlp",)), name="inner")(x)
-        h = nn.with_logical_constraint(nn.relu(h), ("batch", "length", "mlp"))
-        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
-        h = nn.Dense(x.shape[-1], kernel_init=nn.with_logical_partitioning(init, ("mlp", "embed")),
-                     bias_init=nn.with_logical_partitioning(zeros, ("embed",)), name="outer")(h)
-        return nn.Dropout(self.dropout)(h, deterministic=deterministic)
-
-
-class DecoderLayer(nn.Module):
-    """Relative attention then feed-forward, each with a residual and a LayerNorm."""
+    """Linear(d_model, d_inner) -> activation [-> dropout] -> Linear(d_inner, d_model) -> dropout.
+    The dropout after the activation is Transformer-XL's; BERT has none there."""
 
     config: TransformerXLConfig
 
     @nn.compact
-    def __call__(self, h, memory, pos_emb, r_w_bias, r_r_bias, visible, deterministic: bool):
+    def __call__(self, x, deterministic: bool):
         c = self.config
-        attention = RelativeAttention(c.n_head, c.d_head, c.dropatt, c.init_std, name="attn")
-        feed_forward = FeedForward(c.d_inner, c.dropout, c.init_std, name="ff")
-        norm_attn = layer_norm(c.init_std, "norm_attn")
-        norm_ff = layer_norm(c.init_std, "norm_ff")
+        h = dense(c.d_inner, c.init_std, ("embed", "mlp"), "inner")(x)
+        h = nn.with_logical_constraint(ACTIVATIONS[c.activation](h), ("batch", "length", "mlp"))
+        if not c.bert:
+            h = nn.Dropout(c.dropout)(h, deterministic=deterministic)
+        h = dense(x.shape[-1], c.init_std, ("mlp", "embed"), "outer")(h)
+        return nn.Dropout(c.dropout)(h, deterministic=deterministic)
+
+
+class Block(nn.Module):
+    """Attention then feed-forward, each with a residual and a LayerNorm."""
+
+    config: TransformerXLConfig
+
+    @nn.compact
+    def __call__(self, h, memory, visible, deterministic: bool, pos_emb=None, r_w_bias=None, r_r_bias=None):
+        c = self.config
+        attention = Attention(c.n_head, c.d_head, c.dropatt, c.init_std, relative=c.positions == "relative",
+                              use_bias=c.bert, name="attn")
+        feed_forward = FeedForward(c, name="ff")
+        norm_attn = layer_norm(c, "norm_attn")
+        norm_ff = layer_norm(c, "norm_ff")
         drop = nn.Dropout(c.dropout)
 
         def attend(x, mem):
-            return drop(attention(x, mem, pos_emb, r_w_bias, r_r_bias, visible, deterministic),
-                        deterministic=deterministic)
+            out = attention(x, mem, visible, deterministic, pos_emb, r_w_bias, r_r_bias)
+            return drop(out, deterministic=deterministic)
 
         if c.pre_lnorm:
             h = h + attend(norm_attn(h), norm_attn(memory))
@@ -150,42 +191,100 @@ class DecoderLayer(nn.Module):
         return nn.with_logical_constraint(h, ("batch", "length", "embed"))
 
 
-class TransformerXL(nn.Module):
-    """Tokens [batch, q_len] + Memory -> hidden states [batch, q_len, d_model] + the next Memory."""
+class Embeddings(nn.Module):
+    """Tokens [batch, length] (and token types) -> input vectors [batch, length, embed_size].
+
+    Transformer-XL: the token vector scaled by sqrt(d_model). BERT: token + token type + absolute
+    position, then a LayerNorm. Dropout follows either. `vocab` also serves the tied output softmax.
+    A separate module so that ELECTRA's generator and discriminator can share it.
+    """
 
     config: TransformerXLConfig
 
     def setup(self):
         c = self.config
-        self.vocab = TiedSoftmax(c.vocab_size, c.d_model, c.init_std)
-        shape, axes = ((c.n_layer, c.n_head, c.d_head), ("layers", "heads", "head_dim")) if c.untie_r \
-            else ((c.n_head, c.d_head), ("heads", "head_dim"))
-        bias_init = nn.with_logical_partitioning(nn.initializers.normal(c.init_std), axes)
-        self.r_w_bias = self.param("r_w_bias", bias_init, shape)
-        self.r_r_bias = self.param("r_r_bias", bias_init, shape)
-        self.layers = [DecoderLayer(c, name=f"layer_{i}") for i in range(c.n_layer)]
+        init = nn.initializers.normal(c.init_std)
+        self.vocab = TiedSoftmax(c.vocab_size, c.embed_size, c.init_std, scale=not c.bert)
+        if c.positions == "absolute":
+            self.position = self.param("position", nn.with_logical_partitioning(init, ("positions", "embed")),
+                                       (c.max_positions, c.embed_size))
+        if c.n_token_types:
+            self.token_type = self.param("token_type", nn.with_logical_partitioning(init, ("token_types", "embed")),
+                                         (c.n_token_types, c.embed_size))
+        if c.bert:
+            self.norm = layer_norm(c, "norm")
         self.drop = nn.Dropout(c.dropout)
 
-    def __call__(self, tokens, memory: Memory, deterministic: bool = True):
+    def __call__(self, tokens, token_types, deterministic: bool):
+        c = self.config
+        h = self.vocab.embed(tokens)
+        if c.n_token_types:
+            h = h + jnp.take(self.token_type, token_types, axis=0)
+        if c.positions == "absolute":
+            h = h + self.position[:tokens.shape[1]]
+        if c.bert:
+            h = self.norm(h)
+        return nn.with_logical_constraint(self.drop(h, deterministic=deterministic), ("batch", "length", "embed"))
+
+
+class TransformerXL(nn.Module):
+    """Tokens [batch, q_len] + Memory -> hidden states [batch, q_len, d_model] + the next Memory.
+
+    `embeddings`: an `Embeddings` owned by a parent module and shared with another backbone
+    (ELECTRA's generator and discriminator); by default the backbone has its own.
+    """
+
+    config: TransformerXLConfig
+    embeddings: Embeddings | None = None
+
+    def setup(self):
+        c = self.config
+        self.embed = Embeddings(c) if self.embeddings is None else self.embeddings
+        if c.embed_size != c.d_model:  # ELECTRA's embeddings_project, applied after the embedding dropout
+            self.project = dense(c.d_model, c.init_std, ("embedding", "embed"), "project")
+        if c.positions == "relative":
+            shape, axes = ((c.n_layer, c.n_head, c.d_head), ("layers", "heads", "head_dim")) if c.untie_r \
+                else ((c.n_head, c.d_head), ("heads", "head_dim"))
+            bias_init = nn.with_logical_partitioning(nn.initializers.normal(c.init_std), axes)
+            self.r_w_bias = self.param("r_w_bias", bias_init, shape)
+            self.r_r_bias = self.param("r_r_bias", bias_init, shape)
+        self.layers = [Block(c, name=f"layer_{i}") for i in range(c.n_layer)]
+        self.drop = nn.Dropout(c.dropout)
+
+    def __call__(self, tokens, memory: Memory, token_types=None, input_valid=None, deterministic: bool = True):
+        """token_types: [batch, q_len] segment ids (models with n_token_types); input_valid:
+        [batch, q_len], False at padding, which no query attends to (default: no padding)."""
         c = self.config
         q_len = tokens.shape[1]
         k_len = memory.valid.shape[1] + q_len
-        h = self.drop(self.vocab.embed(tokens), deterministic=deterministic)
-        h = nn.with_logical_constraint(h, ("batch", "length", "embed"))
-        pos_emb = self.drop(sinusoid(relative_distances(k_len, c.clamp_len), c.d_model), deterministic=deterministic)
-        visible = attention_mask(memory.valid, q_len, c.same_length)
+        if token_types is None:
+            token_types = jnp.zeros(tokens.shape, jnp.int32)
+        h = self.embed(tokens, token_types, deterministic)
+        if c.embed_size != c.d_model:
+            h = self.project(h)
+        if input_valid is None:
+            input_valid = jnp.ones(tokens.shape, bool)
+        visible = attention_mask(memory.valid, input_valid, c.causal, c.same_length)
+        position_args = ()
+        if c.positions == "relative":
+            distances = relative_distances(k_len, q_len, c.causal, c.clamp_len)
+            position_args = (self.drop(sinusoid(distances, c.d_model), deterministic=deterministic),)
 
         layer_inputs = []
         for i, layer in enumerate(self.layers):
             layer_inputs.append(h)
-            r_w_bias, r_r_bias = (self.r_w_bias[i], self.r_r_bias[i]) if c.untie_r else (self.r_w_bias, self.r_r_bias)
-            h = layer(h, memory.hidden[i], pos_emb, r_w_bias, r_r_bias, visible, deterministic)
-        h = self.drop(h, deterministic=deterministic)
+            if c.positions == "relative":
+                biases = (self.r_w_bias[i], self.r_r_bias[i]) if c.untie_r else (self.r_w_bias, self.r_r_bias)
+                position_args = position_args[:1] + biases
+            h = layer(h, memory.hidden[i], visible, deterministic, *position_args)
+        if not c.bert:
+            h = self.drop(h, deterministic=deterministic)
         return h, memory.push(jnp.stack(layer_inputs))
 
     def nll(self, hidden, targets):
-        """[batch, length, d_model] hidden states, [batch, length] targets -> NLL in nats [batch, length]."""
-        return self.vocab.nll(hidden, targets)
+        """[batch, length, embed_size] hidden states, [batch, length] targets -> NLL in nats [batch, length]."""
+        return self.embed.vocab.nll(hidden, targets)
 
     def logits(self, hidden):
-        return self.vocab.logits(hidden)
+        """[batch, length, embed_size] -> [batch, length, vocab], against the tied embedding table."""
+        return self.embed.vocab.logits(hidden)

@@ -1,8 +1,11 @@
-"""The Transformer-XL evaluation protocol: token-weighted mean NLL over an entire split.
+"""The evaluation protocol: the objective's metrics pooled over an entire split.
 
-The split is laid out as `eval.batch_size` contiguous columns (10, as the official `eval.py`) and
-read in windows of `eval.tgt_len` with the memory carried from an empty start, under the eval
-`mem_len`, `clamp_len` and `same_length`. Every token of a column but its first is predicted once.
+Causal LM (Transformer-XL's protocol): the split is laid out as `eval.batch_size` contiguous
+columns (10, as the official `eval.py`) and read in windows of `eval.tgt_len` with the memory
+carried from an empty start, under the eval `mem_len`, `clamp_len` and `same_length`. Every token
+of a column but its first is predicted once. Encoder objectives: every example of the split once,
+corrupted with keys drawn from a fixed seed and the batch index, so that every evaluation of every
+checkpoint sees the same masks.
 """
 
 from __future__ import annotations
@@ -27,15 +30,16 @@ class Evaluator:
     def __init__(self, exp: Experiment):
         self.exp = exp
         self.config = config_lib.for_eval(exp.config)
-        self.objective = objectives.build(self.config.objective, config_lib.model_config(self.config))
+        self.objective = objectives.build(self.config)
         self.memory_shardings = parallel.shardings(exp.mesh, exp.rules, self.objective.memory_axes)
-        objective, rng = self.objective, jax.random.PRNGKey(0)  # no dropout at evaluation
+        objective, key = self.objective, jax.random.PRNGKey(0)
 
-        def step(params, batch, memory):
-            _, (memory, metrics) = objective.loss(params, batch, memory, rng, False)
+        def step(params, batch, memory, index):
+            _, (memory, metrics) = objective.loss(params, batch, memory, jax.random.fold_in(key, index), False)
             return memory, metrics
 
-        self.step = jax.jit(step, in_shardings=(exp.state_shardings.params, exp.batch_sharding, self.memory_shardings),
+        self.step = jax.jit(step, in_shardings=(exp.state_shardings.params, exp.batch_sharding, self.memory_shardings,
+                                                None),
                             out_shardings=(self.memory_shardings, None), donate_argnums=2)
 
     def evaluate(self, params, split: str) -> dict:
@@ -44,8 +48,8 @@ class Evaluator:
         memory = jax.device_put(self.objective.init_memory(self.config.eval.batch_size), self.memory_shardings)
         per_batch = []
         bar = progress(stream.evaluation_steps(), 0, f"eval {split}", leave=False)
-        for batch in stream.evaluation_batches():
-            memory, metrics = self.step(params, parallel.to_global(batch, self.exp.batch_sharding), memory)
+        for index, batch in enumerate(stream.evaluation_batches()):
+            memory, metrics = self.step(params, parallel.to_global(batch, self.exp.batch_sharding), memory, index)
             per_batch.append(metrics)
             bar.update()
         bar.close()

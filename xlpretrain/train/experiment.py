@@ -16,6 +16,7 @@ import optax
 from xlpretrain import config as config_lib
 from xlpretrain import objectives, parallel
 from xlpretrain.data import corpora
+from xlpretrain.data.examples import ExampleStream, build_examples
 from xlpretrain.data.stream import OrderedStream
 from xlpretrain.errors import UserError
 from xlpretrain.train import optim
@@ -26,21 +27,30 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 class Experiment:
-    def __init__(self, config: ml_collections.ConfigDict):
+    """`with_data=False` builds the model side alone (parameter counts, conversion), which needs
+    `model.vocab_size` in the config."""
+
+    def __init__(self, config: ml_collections.ConfigDict, with_data: bool = True):
         config = copy.deepcopy(config)
         config_lib.validate(config)
-        self.corpus = corpora.load(config.data)
-        if config.model.vocab_size is None:
-            config.model.vocab_size = len(self.corpus.vocab)
-        elif config.model.vocab_size != len(self.corpus.vocab):
-            raise UserError(f"model.vocab_size={config.model.vocab_size} but the corpus has {len(self.corpus.vocab)} "
-                            f"symbols; set model.vocab_size=None to take it from the data")
+        self.examples = objectives.REGISTRY[config.objective].data == "examples"
+        self.corpus = self.documents = None
+        if with_data and self.examples:
+            self.documents = corpora.load_documents(config.data)
+            self._fill(config, "model.vocab_size", len(self.documents.tokenizer))
+            self._fill(config, "masking.mask_id", self.documents.tokenizer.mask_id)
+        elif with_data:
+            self.corpus = corpora.load(config.data)
+            self._fill(config, "model.vocab_size", len(self.corpus.vocab))
+        elif config.model.vocab_size is None:
+            raise UserError("model.vocab_size is not set; set it, or give the data it is taken from")
         self.config = config
+        self._example_sets = {}
         self.mesh = parallel.make_mesh(config.mesh)
         self.rules = parallel.rules(config)
         for where in ("train", "eval"):
             parallel.check_batch_size(config[where].batch_size, self.mesh, self.rules, where)
-        self.objective = objectives.build(config.objective, config_lib.model_config(config))
+        self.objective = objectives.build(config)
         self.tx = optim.optimizer(config.train)
         self.batch_sharding = parallel.batch_sharding(self.mesh, self.rules)
 
@@ -60,12 +70,26 @@ class Experiment:
         return TrainState(step=np.int32(0), params=params, opt_state=self.tx.init(params), rng=rng,
                           memory=self.objective.init_memory(self.config.train.batch_size))
 
+    @staticmethod
+    def _fill(config: ml_collections.ConfigDict, key: str, value: int) -> None:
+        """Sets a field the data determines, or checks the value the config gives."""
+        section, name = key.split(".")
+        given = config[section][name]
+        if given is None:
+            config[section][name] = value
+        elif given != value:
+            raise UserError(f"{key}={given} but the data gives {value}; set {key}=None to take it from the data")
+
     def init_state(self) -> TrainState:
         init = jax.jit(lambda rng: nn.meta.unbox(self._init_boxed(rng)), out_shardings=self.state_shardings)
         return init(jax.random.PRNGKey(self.config.seed))
 
     def param_count(self) -> int:
         return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.state_shapes.params))
+
+    def param_report(self) -> list[tuple[str, int]]:
+        """The objective's breakdown of the parameter count, then the total."""
+        return self.objective.param_report(self.state_shapes.params) + [("total", self.param_count())]
 
     def train_step(self):
         """The jitted step (state, batch) -> (state, metrics); the old state's buffers are donated."""
@@ -78,21 +102,33 @@ class Experiment:
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                                opt_state=opt_state, rng=state.rng, memory=memory)
-            return state, dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+            return state, {"objective": metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
 
         return jax.jit(step, in_shardings=(self.state_shardings, self.batch_sharding),
                        out_shardings=(self.state_shardings, None), donate_argnums=0)
 
-    def stream(self, split: str, section: str = "train") -> OrderedStream:
-        """This host's columns of `split`, cut by `config[section]`'s batch_size and tgt_len."""
+    def stream(self, split: str, section: str = "train") -> OrderedStream | ExampleStream:
+        """This host's part of `split`, cut by `config[section]`'s batch_size and tgt_len: columns
+        of the token stream, or rows of examples of tgt_len tokens for the encoder objectives."""
         sizes = self.config[section]
-        return OrderedStream(self.corpus.splits[split], sizes.batch_size, sizes.tgt_len,
-                             jax.process_index(), jax.process_count(), name=split)
+        if not self.examples:
+            return OrderedStream(self.corpus.splits[split], sizes.batch_size, sizes.tgt_len,
+                                 jax.process_index(), jax.process_count(), name=split)
+        settings = self.config.data.examples
+        key = (split, sizes.tgt_len)
+        if key not in self._example_sets:
+            self._example_sets[key] = build_examples(self.documents.splits[split], self.documents.tokenizer,
+                                                     sizes.tgt_len, settings.next_sentence, settings.short_seq_prob,
+                                                     settings.seed)
+        return ExampleStream(self._example_sets[key], self.documents.tokenizer, sizes.batch_size, self.config.seed,
+                             jax.process_index(), jax.process_count(), settings.next_sentence, name=split)
 
     def report(self, summary: dict, split: str) -> dict:
         """A metrics line: bpc on character data, and on evaluation lines the true entropy rate when
         the corpus knows it."""
         line = dict(summary)
+        if self.corpus is None:
+            return line
         if self.corpus.level in ("char", "byte"):
             line["bpc"] = line["bits_per_token"]
         if split != "train" and self.corpus.true_bits_per_token is not None:

@@ -54,12 +54,13 @@ def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: b
 
 class _Window:
     """The train metrics of the steps since the last log line. Values stay on the device until a
-    line is written or a checkpoint is about to be saved; both first check every loss is finite."""
+    line is written or a checkpoint is about to be saved; both first check every loss is finite.
+    A line reports the objective's summary of the window's pooled (sum, weight) metrics."""
 
-    def __init__(self, tokens_per_step: int, checkpoints: Checkpoints, workdir: Path):
-        self.tokens_per_step = tokens_per_step
+    def __init__(self, tokens_per_step: int, objective, checkpoints: Checkpoints, workdir: Path):
+        self.tokens_per_step, self.objective = tokens_per_step, objective
         self.checkpoints, self.workdir = checkpoints, workdir
-        self.pending, self.losses, self.norms = [], [], []
+        self.pending, self.totals, self.norms = [], None, []
         self.restart_clock()
 
     def restart_clock(self) -> None:
@@ -79,19 +80,18 @@ class _Window:
                         else "no checkpoint was written before it")
                 raise Diverged(f"the loss became {loss} at step {step}; training stopped and {kept}; "
                                f"lower train.lr or raise train.warmup_steps, then resume")
-            self.losses.append(loss)
+            pairs = jax.tree.map(np.float64, metrics["objective"])
+            self.totals = pairs if self.totals is None else jax.tree.map(np.add, self.totals, pairs)
             self.norms.append(float(metrics["grad_norm"]))
         self.pending = []
 
     def line(self, step: int, lr: float) -> dict:
         """The train line for the window ending at `step`, which then starts a new window."""
         self.check()
-        loss = float(np.mean(self.losses))
-        line = {"step": step, "split": "train", "loss": loss, "ppl": math.exp(min(loss, 700.0)),
-                "bits_per_token": loss / math.log(2),
+        line = {"step": step, "split": "train", **self.objective.summarize(self.totals),
                 "tokens_per_sec": self.steps * self.tokens_per_step / (time.perf_counter() - self.start),
                 "lr": lr, "grad_norm": float(np.mean(self.norms))}
-        self.losses, self.norms = [], []
+        self.totals, self.norms = None, []
         return line
 
 
@@ -125,10 +125,10 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
     state = checkpoints.restore(start, exp.state_shapes, exp.state_shardings) if start else exp.init_state()
     stream, evaluator, step_fn = exp.stream("train"), Evaluator(exp), exp.train_step()
     schedule = optim.learning_rate(train_cfg)
-    print(f"xlpretrain: {exp.param_count():,} parameters, {len(exp.corpus.splits['train']):,} training tokens, "
+    print(f"xlpretrain: {exp.param_count():,} parameters, {stream.summary()}, "
           f"{'resuming at step ' + str(start) if start else 'starting'} in {workdir}", flush=True)
 
-    window = _Window(train_cfg.batch_size * train_cfg.tgt_len, checkpoints, workdir)
+    window = _Window(train_cfg.batch_size * train_cfg.tgt_len, exp.objective, checkpoints, workdir)
     bar = progress(train_cfg.steps, start, "train")
     try:
         for step in range(start, train_cfg.steps):
@@ -148,7 +148,8 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
                 summary = evaluator.evaluate(state.params, "valid")
                 valid_loss = summary["loss"]
                 log.write({"step": done, "split": "valid", **summary})
-                bar.write(f"step {done}: valid loss {summary['loss']:.4f}, {summary['bits_per_token']:.4f} bits/token")
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))
+                bar.write(f"step {done}: valid {shown}")
             if done % train_cfg.checkpoint_every == 0 or at_end:
                 window.check()
                 checkpoints.save(state, valid_loss)

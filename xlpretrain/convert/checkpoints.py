@@ -1,0 +1,204 @@
+"""`xlpretrain convert`: HuggingFace checkpoint directories <-> xlpretrain workdirs.
+
+    xlpretrain convert import --hf DIR [--generator DIR] --config PATH --workdir OUT
+        writes OUT/config.json and a step-0 checkpoint holding the HuggingFace weights (fresh
+        optimizer state), so that `xlpretrain train --config PATH --workdir OUT` continues from them.
+    xlpretrain convert export --workdir W --hf DIR [--step N]
+        writes DIR/config.json and DIR/model.safetensors: `mlm` runs as BertForMaskedLM
+        (BertForPreTraining with next-sentence pairs; ElectraForMaskedLM when the embedding size
+        differs from the hidden size), `rtd` runs as the discriminator alone (ElectraForPreTraining),
+        and its generator in DIR/generator.
+
+A HuggingFace directory holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, which
+needs torch to read). ElectraForPreTraining imports into an `rtd` run together with its generator
+(`--generator`, an ElectraForMaskedLM directory), whose embeddings must equal the discriminator's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from xlpretrain import config as config_lib
+from xlpretrain.convert import hf_bert
+from xlpretrain.errors import UserError
+from xlpretrain.objectives.rtd import generator_config
+from xlpretrain.train.checkpoint import Checkpoints
+from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
+from xlpretrain.train.state import TrainState
+
+ACTIVATION_NAMES = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
+
+
+def read_hf(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(config.json as a dict, tensors by name) of a HuggingFace checkpoint directory."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise UserError(f"{directory} has no config.json; pass a HuggingFace checkpoint directory")
+    hf_config = json.loads((directory / "config.json").read_text())
+    if (directory / "model.safetensors").is_file():
+        from safetensors.numpy import load_file
+        return hf_config, load_file(directory / "model.safetensors")
+    if (directory / "pytorch_model.bin").is_file():
+        try:
+            import torch
+        except ImportError:
+            raise UserError(f"{directory} holds pytorch_model.bin, which needs torch to read: pip install torch, "
+                            f"or convert it to model.safetensors") from None
+        state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return hf_config, {k: v.float().numpy() for k, v in state.items()}
+    raise UserError(f"{directory} has neither model.safetensors nor pytorch_model.bin")
+
+
+def _architecture(hf_config: dict) -> str:
+    names = hf_config.get("architectures") or ["?"]
+    known = ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM", "ElectraForPreTraining")
+    if names[0] not in known:
+        raise UserError(f"cannot import a {names[0]}; xlpretrain imports {', '.join(known)}")
+    return names[0]
+
+
+def _check_model(hf_config: dict, model) -> None:
+    """Raises UserError naming the first field where the xlpretrain config and config.json differ."""
+    pairs = [("num_hidden_layers", "n_layer", model.n_layer), ("hidden_size", "d_model", model.d_model),
+             ("num_attention_heads", "n_head", model.n_head), ("intermediate_size", "d_inner", model.d_inner),
+             ("vocab_size", "vocab_size", model.vocab_size),
+             ("max_position_embeddings", "max_positions", model.max_positions),
+             ("type_vocab_size", "n_token_types", model.n_token_types),
+             ("embedding_size", "d_embed", model.embed_size), ("layer_norm_eps", "layer_norm_eps", model.layer_norm_eps),
+             ("hidden_act", "activation", ACTIVATION_NAMES.get(model.activation))]
+    for hf_key, ours, value in pairs:
+        expected = hf_config.get(hf_key, hf_config.get("hidden_size") if hf_key == "embedding_size" else None)
+        if expected != value:
+            raise UserError(f"config.json has {hf_key}={expected} but the xlpretrain config has model.{ours} "
+                            f"giving {value}; make them agree (--config.model.{ours}=...)")
+    if model.flavor != "bert" or model.causal or model.positions != "absolute":
+        raise UserError("HuggingFace BERT/ELECTRA weights need model.flavor='bert', model.causal=False and "
+                        "model.positions='absolute' (xlpretrain.config.bert_encoder)")
+
+
+def _entries(exp: Experiment, architecture: str) -> list[hf_bert.Entry]:
+    model = config_lib.model_config(exp.config)
+    projected = model.embed_size != model.d_model
+    if exp.config.objective == "rtd":
+        if architecture == "ElectraForPreTraining":
+            return hf_bert.discriminator_entries(model.n_layer, projected)
+        generator = generator_config(model, exp.config.rtd.generator_size, exp.config.rtd.generator_layers)
+        return hf_bert.generator_entries(generator.n_layer, generator.embed_size != generator.d_model)
+    return hf_bert.masked_lm_entries(architecture, model.n_layer, projected, exp.config.data.examples.next_sentence)
+
+
+def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collections.ConfigDict, workdir: str) -> None:
+    exp = Experiment(config, with_data=False)
+    hf_config, state = read_hf(hf_dir)
+    architecture = _architecture(hf_config)
+    objective = exp.config.objective
+    wanted = {"mlm": ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM"), "rtd": ("ElectraForPreTraining",)}
+    if architecture not in wanted.get(objective, ()):
+        raise UserError(f"a {architecture} does not import into an {objective!r} run; use a config whose objective "
+                        f"is {'rtd' if architecture == 'ElectraForPreTraining' else 'mlm'}")
+    model = config_lib.model_config(exp.config)
+    _check_model(hf_config, model)
+    if objective == "mlm" and (architecture == "BertForPreTraining") != exp.config.data.examples.next_sentence:
+        raise UserError("BertForPreTraining (and only it) has the next-sentence head; set "
+                        "data.examples.next_sentence accordingly")
+    like = exp.state_shapes.params
+    params = hf_bert.import_weights(state, _entries(exp, architecture), like)
+    if objective == "rtd":
+        if generator_dir is None:
+            raise UserError("an ElectraForPreTraining imports with its generator: pass --generator DIR "
+                            "(an ElectraForMaskedLM directory)")
+        generator_hf, generator_state = read_hf(generator_dir)
+        if _architecture(generator_hf) != "ElectraForMaskedLM":
+            raise UserError(f"--generator {generator_dir} is not an ElectraForMaskedLM")
+        name = "electra.embeddings.word_embeddings.weight"
+        if not np.array_equal(generator_state[name], state[name]):
+            raise UserError("the generator's embeddings differ from the discriminator's; xlpretrain's rtd shares them")
+        generator = hf_bert.import_weights(generator_state, _entries(exp, "ElectraForMaskedLM"), like)
+        params = {**generator, **params, "embeddings": {**params["embeddings"],
+                                                         "vocab": {**params["embeddings"]["vocab"],
+                                                                   **generator["embeddings"]["vocab"]}}}
+    elif "bias" not in params["encoder"]["embed"]["vocab"]:
+        raise UserError("the checkpoint has no output bias")
+    _write_workdir(exp, params, Path(workdir))
+
+
+def _write_workdir(exp: Experiment, params, workdir: Path) -> None:
+    checkpoints_dir = workdir / CHECKPOINT_DIR
+    if any(checkpoints_dir.glob("[0-9]*")):
+        raise UserError(f"{workdir} already holds checkpoints; choose an empty --workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / CONFIG_FILE).write_text(config_lib.to_json(exp.config))
+    with exp.context():
+        state = exp.init_state()
+        params = jax.tree.map(lambda x, like: jax.device_put(np.asarray(x, like.dtype), like.sharding),
+                              params, state.params)
+        state = TrainState(step=state.step, params=params, opt_state=state.opt_state, rng=state.rng,
+                           memory=state.memory)
+        checkpoints = Checkpoints(checkpoints_dir, exp.config.train.keep_checkpoints)
+        checkpoints.save(state, None)
+        checkpoints.close()
+    print(f"xlpretrain: imported into {workdir} (step 0); train with --workdir {workdir} to continue", flush=True)
+
+
+def _hf_config(exp: Experiment, model, architecture: str) -> dict:
+    electra = architecture.startswith("Electra")
+    fields = {"architectures": [architecture], "model_type": "electra" if electra else "bert",
+              "vocab_size": model.vocab_size, "hidden_size": model.d_model, "num_hidden_layers": model.n_layer,
+              "num_attention_heads": model.n_head, "intermediate_size": model.d_inner,
+              "hidden_act": ACTIVATION_NAMES[model.activation], "hidden_dropout_prob": model.dropout,
+              "attention_probs_dropout_prob": model.dropatt, "max_position_embeddings": model.max_positions,
+              "type_vocab_size": model.n_token_types, "initializer_range": model.init_std,
+              "layer_norm_eps": model.layer_norm_eps, "pad_token_id": 0}
+    if electra:
+        fields["embedding_size"] = model.embed_size
+    return fields
+
+
+def _write_hf(directory: Path, fields: dict, state: dict) -> None:
+    from safetensors.numpy import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(fields, indent=2))
+    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    print(f"xlpretrain: wrote {fields['architectures'][0]} to {directory}", flush=True)
+
+
+def export_checkpoint(workdir: str, hf_dir: str, step: int | None) -> None:
+    workdir = Path(workdir)
+    if not (workdir / CONFIG_FILE).is_file():
+        raise UserError(f"{workdir} holds no {CONFIG_FILE}; pass the --workdir of a run")
+    config = config_lib.from_json((workdir / CONFIG_FILE).read_text())
+    if config.objective not in ("mlm", "rtd"):
+        raise UserError(f"export writes BERT/ELECTRA checkpoints; the run in {workdir} is {config.objective!r}")
+    exp = Experiment(config, with_data=False)
+    model = config_lib.model_config(exp.config)
+    checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, exp.config.train.keep_checkpoints)
+    try:
+        step = checkpoints.latest_step() if step is None else step
+        if step is None or step not in checkpoints.all_steps():
+            raise UserError(f"no checkpoint at step {step} in {workdir / CHECKPOINT_DIR}; steps: {checkpoints.all_steps()}")
+        with exp.context():
+            params = jax.device_get(checkpoints.restore_params(step, exp.state_shapes.params,
+                                                               exp.state_shardings.params))
+    finally:
+        checkpoints.close()
+    out = Path(hf_dir)
+    if exp.config.objective == "rtd":
+        _write_hf(out, _hf_config(exp, model, "ElectraForPreTraining"),
+                  hf_bert.export_weights(params, _entries(exp, "ElectraForPreTraining")))
+        generator = generator_config(model, exp.config.rtd.generator_size, exp.config.rtd.generator_layers)
+        embeddings = {k: v for k, v in hf_bert.export_weights(params, _entries(exp, "ElectraForPreTraining")).items()
+                      if k.startswith("electra.embeddings.")}
+        state = {**embeddings, **hf_bert.export_weights(params, _entries(exp, "ElectraForMaskedLM"))}
+        _write_hf(out / "generator", _hf_config(exp, generator, "ElectraForMaskedLM"), state)
+        return
+    if model.embed_size != model.d_model:
+        architecture = "ElectraForMaskedLM"
+    else:
+        architecture = "BertForPreTraining" if exp.config.data.examples.next_sentence else "BertForMaskedLM"
+    _write_hf(out, _hf_config(exp, model, architecture), hf_bert.export_weights(params, _entries(exp, architecture)))
