@@ -56,3 +56,8 @@ def run_cli(args: list[str], cache_dir: Path, devices: int = 1, check: bool = Tr
 
 def read_lines(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def comparable(lines: list[dict]) -> list[dict]:
+    """Everything logged but wall-clock throughput."""
+    return [{k: v for k, v in line.items() if k != "tokens_per_sec"} for line in lines]

@@ -2,12 +2,10 @@
 with padding -> the same logits; parameter counts of the paper configs; weights through
 `xlpretrain convert import` and `export` and back into HuggingFace."""
 
-import dataclasses
 import json
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import REPO, TINY, cli_env, read_lines, run_cli
+from conftest import REPO, TINY, cli_env, comparable, read_lines, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +33,6 @@ for cls in (atomicity.AtomicRenameTemporaryPath, atomicity.CommitFileTemporaryPa
 from xlpretrain.cli import main
 main(sys.argv[1:])
 """
-
-
-def comparable(lines):
-    """Everything logged but wall-clock throughput."""
-    return [{k: v for k, v in line.items() if k != "tokens_per_sec"} for line in lines]
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def shardings(mesh: Mesh, logical_rules, logical_specs):
         return NamedSharding(mesh, PartitionSpec() if spec is None else nn.logical_to_mesh_axes(spec, logical_rules))
     def is_spec(x):
         return x is None or isinstance(x, PartitionSpec) or (
-            type(x) is tuple and all(isinstance(a, str) or a is None for a in x))
+            type(x) is tuple and len(x) > 0 and all(isinstance(a, str) or a is None for a in x))
 
     return jax.tree.map(to_sharding, logical_specs, is_leaf=is_spec)
 

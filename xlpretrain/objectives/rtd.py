@@ -13,7 +13,6 @@ the token, position and token-type embeddings and the embedding LayerNorm, not t
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import flax.linen as nn
 import jax
