@@ -122,8 +122,6 @@ def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collect
         params = {**generator, **params, "embeddings": {**params["embeddings"],
                                                          "vocab": {**params["embeddings"]["vocab"],
                                                                    **generator["embeddings"]["vocab"]}}}
-    elif "bias" not in params["encoder"]["embed"]["vocab"]:
-        raise UserError("the checkpoint has no output bias")
     _write_workdir(exp, params, Path(workdir))
 
 
@@ -189,11 +187,10 @@ def export_checkpoint(workdir: str, hf_dir: str, step: int | None) -> None:
         checkpoints.close()
     out = Path(hf_dir)
     if exp.config.objective == "rtd":
-        _write_hf(out, _hf_config(exp, model, "ElectraForPreTraining"),
-                  hf_bert.export_weights(params, _entries(exp, "ElectraForPreTraining")))
+        discriminator = hf_bert.export_weights(params, _entries(exp, "ElectraForPreTraining"))
+        _write_hf(out, _hf_config(exp, model, "ElectraForPreTraining"), discriminator)
         generator = generator_config(model, exp.config.rtd.generator_size, exp.config.rtd.generator_layers)
-        embeddings = {k: v for k, v in hf_bert.export_weights(params, _entries(exp, "ElectraForPreTraining")).items()
-                      if k.startswith("electra.embeddings.")}
+        embeddings = {k: v for k, v in discriminator.items() if k.startswith("electra.embeddings.")}
         state = {**embeddings, **hf_bert.export_weights(params, _entries(exp, "ElectraForMaskedLM"))}
         _write_hf(out / "generator", _hf_config(exp, generator, "ElectraForMaskedLM"), state)
         return

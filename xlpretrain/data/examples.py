@@ -27,8 +27,8 @@ from xlpretrain.errors import UserError
 Batch = dict[str, np.ndarray]
 
 
-def _sentences(split: DocumentSplit, first: int, last: int) -> list[np.ndarray]:
-    starts = np.concatenate([[0], split.sentence_ends])
+def _sentences(split: DocumentSplit, starts: np.ndarray, first: int, last: int) -> list[np.ndarray]:
+    """Sentences first..last-1 of `split`; `starts` is [0, *split.sentence_ends]."""
     return [np.asarray(split.tokens[starts[i]:starts[i + 1]]) for i in range(first, last)]
 
 
@@ -44,10 +44,11 @@ def build_examples(split: DocumentSplit, tokenizer: WordPiece, max_seq_len: int,
     rng = np.random.default_rng(seed)
     max_tokens = max_seq_len - 3
     doc_starts = np.concatenate([[0], split.document_ends])
+    sentence_starts = np.concatenate([[0], split.sentence_ends])
     n_docs = len(split.document_ends)
     tokens, types, labels = [], [], []
     for d in range(n_docs):
-        document = _sentences(split, doc_starts[d], doc_starts[d + 1])
+        document = _sentences(split, sentence_starts, doc_starts[d], doc_starts[d + 1])
         target = int(rng.integers(2, max_tokens + 1)) if rng.random() < short_seq_prob else max_tokens
         chunk, length, i = [], 0, 0
         while i < len(document):
@@ -60,7 +61,7 @@ def build_examples(split: DocumentSplit, tokenizer: WordPiece, max_seq_len: int,
                 if is_random:
                     other = int(rng.integers(0, n_docs - 1))
                     other += other >= d
-                    pool = _sentences(split, doc_starts[other], doc_starts[other + 1])
+                    pool = _sentences(split, sentence_starts, doc_starts[other], doc_starts[other + 1])
                     b = []
                     for sentence in pool[int(rng.integers(0, len(pool))):]:
                         b.extend(int(t) for t in sentence)

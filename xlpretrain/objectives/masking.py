@@ -58,6 +58,10 @@ def corrupt(rng, tokens, positions, weights, mask_id: int, vocab_size: int, mask
     u = jax.random.uniform(choice_rng, positions.shape)
     random_tokens = jax.random.randint(token_rng, positions.shape, 0, vocab_size, tokens.dtype)
     replacement = jnp.where(u < mask_frac, mask_id, jnp.where(u < mask_frac + random_frac, random_tokens, original))
-    replacement = jnp.where(weights > 0, replacement, original)
+    return replace_at(tokens, positions, jnp.where(weights > 0, replacement, original))
+
+
+def replace_at(tokens, positions, values):
+    """tokens [batch, length] with values [batch, n] written at positions [batch, n]."""
     rows = jnp.arange(tokens.shape[0])[:, None]
-    return tokens.at[rows, positions].set(replacement)
+    return jnp.asarray(tokens).at[rows, positions].set(values)

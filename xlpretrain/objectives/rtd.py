@@ -22,6 +22,7 @@ import ml_collections
 from xlpretrain import config as config_lib
 from xlpretrain.models.heads import DiscriminatorHead, MaskedLMHead
 from xlpretrain.models.transformer import Embeddings, TransformerXL, TransformerXLConfig
+from xlpretrain.objectives import masking
 from xlpretrain.objectives.mlm import MaskedLM, at, count, hidden_states, masked_lm_metrics, masked_lm_summary
 
 
@@ -88,9 +89,7 @@ class ReplacedTokenDetection(MaskedLM):
         gen_total, n_masked = metrics["generator_nll"]
 
         samples = jax.random.categorical(sample_rng, jax.lax.stop_gradient(logits) / self.rtd.temperature)
-        sampled = jnp.where(weights > 0, samples, targets)
-        rows = jnp.arange(inputs.shape[0])[:, None]
-        fake = batch["tokens"].at[rows, positions].set(sampled)
+        fake = masking.replace_at(batch["tokens"], positions, jnp.where(weights > 0, samples, targets))
         replaced = (fake != batch["tokens"]).astype(jnp.float32)
         disc_logits = self.model.apply(variables, dict(batch, tokens=fake), deterministic=not train,
                                        rngs={"dropout": disc_rng}, method=Electra.discriminator_logits)
