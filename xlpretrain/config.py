@@ -46,6 +46,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.data.documents = "lines"     # "lines": BERT's one sentence a line, blank line between documents; "wikitext"
     c.data.wordpiece = ml_collections.ConfigDict(dict(vocab_file="", vocab_size=8192, lowercase=True))
     c.data.examples = ml_collections.ConfigDict(dict(seed=0, short_seq_prob=0.1, next_sentence=False))
+    # The subword tokenizer of those documents: "wordpiece" (BERT, ELECTRA) or "sentencepiece" (XLNet).
+    c.data.tokenizer = "wordpiece"
+    c.data.sentencepiece = ml_collections.ConfigDict(dict(model_file="", vocab_size=8000, lowercase=False))
 
     c.model = ml_collections.ConfigDict()
     c.model.vocab_size = ml_collections.config_dict.placeholder(int)  # None: taken from the data
@@ -67,6 +70,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.activation = "relu"
     c.model.layer_norm_eps = 1e-5
     c.model.flavor = "transformer_xl"
+    # XLNet (flavor="xlnet", objective plm): the first reuse_len positions of a segment are cached
+    # as memory (0: all of it); bi_data: the second half of the batch is reversed text, whose
+    # relative distances are negated.
+    c.model.reuse_len = 0
+    c.model.bi_data = False
 
     # Masking of the encoder objectives (objectives/masking.py); BERT's values.
     c.masking = ml_collections.ConfigDict(dict(
@@ -75,6 +83,8 @@ def defaults() -> ml_collections.ConfigDict:
     # ELECTRA (objectives/rtd.py).
     c.rtd = ml_collections.ConfigDict(dict(
         generator_size=0.25, generator_layers=1.0, generator_weight=1.0, discriminator_weight=50.0, temperature=1.0))
+    # XLNet's permutation sampling (objectives/permutation.py); the original's values for 512 tokens.
+    c.plm = ml_collections.ConfigDict(dict(num_predict=85, perm_size=256, mask_alpha=6, mask_beta=1, max_span=5))
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size, c.train.tgt_len = 8, 128
