@@ -23,21 +23,23 @@ class Entry:
 
     linear_in: for a torch Linear weight, how many leading axes of our kernel form its input
     (1 for [d_model, heads, head_dim], 2 for [heads, head_dim, d_model]); 0 for anything copied
-    as it is (tables, LayerNorm vectors) or only reshaped (biases). With two `hf` tensors (key
-    and value) our parameter stacks them along `stack_axis`.
+    as it is (tables, LayerNorm vectors) or only reshaped (biases). With several `hf` tensors (key
+    and value; one per layer) our parameter stacks them along `stack_axis`. `transpose`: our
+    parameter is the HuggingFace tensor with its axes in this order (XLNet's output projection).
     """
 
     hf: tuple[str, ...]
     path: tuple[str, ...]
     linear_in: int = 0
     stack_axis: int = 0
+    transpose: tuple[int, ...] = ()
 
 
-def _linear(hf: str, path: tuple[str, ...]) -> list[Entry]:
+def linear(hf: str, path: tuple[str, ...]) -> list[Entry]:
     return [Entry((hf + ".weight",), path + ("kernel",), 1), Entry((hf + ".bias",), path + ("bias",))]
 
 
-def _norm(hf: str, path: tuple[str, ...]) -> list[Entry]:
+def norm(hf: str, path: tuple[str, ...]) -> list[Entry]:
     return [Entry((hf + ".weight",), path + ("scale",)), Entry((hf + ".bias",), path + ("bias",))]
 
 
@@ -46,12 +48,12 @@ def embedding_entries(hf: str, path: tuple[str, ...]) -> list[Entry]:
     return [Entry((f"{hf}.embeddings.word_embeddings.weight",), path + ("vocab", "embedding")),
             Entry((f"{hf}.embeddings.position_embeddings.weight",), path + ("position",)),
             Entry((f"{hf}.embeddings.token_type_embeddings.weight",), path + ("token_type",)),
-            *_norm(f"{hf}.embeddings.LayerNorm", path + ("norm",))]
+            *norm(f"{hf}.embeddings.LayerNorm", path + ("norm",))]
 
 
 def encoder_entries(hf: str, path: tuple[str, ...], n_layer: int, projected: bool) -> list[Entry]:
     """`{hf}.encoder.layer.*` (and ELECTRA's `{hf}.embeddings_project`) <-> our backbone's layers."""
-    entries = _linear(f"{hf}.embeddings_project", path + ("project",)) if projected else []
+    entries = linear(f"{hf}.embeddings_project", path + ("project",)) if projected else []
     for i in range(n_layer):
         p, ours = f"{hf}.encoder.layer.{i}.", path + (f"layer_{i}",)
         attn = ours + ("attn",)
@@ -62,10 +64,10 @@ def encoder_entries(hf: str, path: tuple[str, ...], n_layer: int, projected: boo
             Entry((p + "attention.self.key.bias", p + "attention.self.value.bias"), attn + ("kv_bias",), 0, 0),
             Entry((p + "attention.output.dense.weight",), attn + ("o",), 2),
             Entry((p + "attention.output.dense.bias",), attn + ("o_bias",)),
-            *_norm(p + "attention.output.LayerNorm", ours + ("norm_attn",)),
-            *_linear(p + "intermediate.dense", ours + ("ff", "inner")),
-            *_linear(p + "output.dense", ours + ("ff", "outer")),
-            *_norm(p + "output.LayerNorm", ours + ("norm_ff",)),
+            *norm(p + "attention.output.LayerNorm", ours + ("norm_attn",)),
+            *linear(p + "intermediate.dense", ours + ("ff", "inner")),
+            *linear(p + "output.dense", ours + ("ff", "outer")),
+            *norm(p + "output.LayerNorm", ours + ("norm_ff",)),
         ]
     return entries
 
@@ -73,17 +75,17 @@ def encoder_entries(hf: str, path: tuple[str, ...], n_layer: int, projected: boo
 def masked_lm_entries(architecture: str, n_layer: int, projected: bool, next_sentence: bool) -> list[Entry]:
     """`BertForMaskedLM` / `BertForPreTraining` / `ElectraForMaskedLM` <-> `mlm.MaskedLMModel`."""
     if architecture == "ElectraForMaskedLM":
-        head = [*_linear("generator_predictions.dense", ("head", "dense")),
-                *_norm("generator_predictions.LayerNorm", ("head", "norm")),
+        head = [*linear("generator_predictions.dense", ("head", "dense")),
+                *norm("generator_predictions.LayerNorm", ("head", "norm")),
                 Entry(("generator_lm_head.bias",), ("encoder", "embed", "vocab", "bias"))]
         return embedding_entries("electra", ("encoder", "embed")) + encoder_entries(
             "electra", ("encoder",), n_layer, projected) + head
-    head = [*_linear("cls.predictions.transform.dense", ("head", "dense")),
-            *_norm("cls.predictions.transform.LayerNorm", ("head", "norm")),
+    head = [*linear("cls.predictions.transform.dense", ("head", "dense")),
+            *norm("cls.predictions.transform.LayerNorm", ("head", "norm")),
             Entry(("cls.predictions.bias",), ("encoder", "embed", "vocab", "bias"))]
     if next_sentence:
-        head += [*_linear("bert.pooler.dense", ("nsp", "pooler")),
-                 *_linear("cls.seq_relationship", ("nsp", "classifier"))]
+        head += [*linear("bert.pooler.dense", ("nsp", "pooler")),
+                 *linear("cls.seq_relationship", ("nsp", "classifier"))]
     return embedding_entries("bert", ("encoder", "embed")) + encoder_entries("bert", ("encoder",), n_layer, False) + head
 
 
@@ -91,15 +93,15 @@ def discriminator_entries(n_layer: int, projected: bool) -> list[Entry]:
     """`ElectraForPreTraining` <-> the discriminator side of `rtd.Electra`."""
     return (embedding_entries("electra", ("embeddings",))
             + encoder_entries("electra", ("discriminator",), n_layer, projected)
-            + _linear("discriminator_predictions.dense", ("discriminator_head", "dense"))
-            + _linear("discriminator_predictions.dense_prediction", ("discriminator_head", "prediction")))
+            + linear("discriminator_predictions.dense", ("discriminator_head", "dense"))
+            + linear("discriminator_predictions.dense_prediction", ("discriminator_head", "prediction")))
 
 
 def generator_entries(n_layer: int, projected: bool) -> list[Entry]:
     """`ElectraForMaskedLM` <-> the generator side of `rtd.Electra` (embeddings are the discriminator's)."""
     return (encoder_entries("electra", ("generator",), n_layer, projected)
-            + _linear("generator_predictions.dense", ("generator_head", "dense"))
-            + _norm("generator_predictions.LayerNorm", ("generator_head", "norm"))
+            + linear("generator_predictions.dense", ("generator_head", "dense"))
+            + norm("generator_predictions.LayerNorm", ("generator_head", "norm"))
             + [Entry(("generator_lm_head.bias",), ("embeddings", "vocab", "bias"))])
 
 
@@ -125,6 +127,8 @@ def import_weights(state: Mapping[str, np.ndarray], entries: list[Entry], like) 
         target = _get(like, entry.path).shape
         piece_shape = tuple(np.delete(target, entry.stack_axis)) if len(entry.hf) > 1 else target
         pieces = [np.asarray(state[k]).T if entry.linear_in else np.asarray(state[k]) for k in entry.hf]
+        if entry.transpose:
+            pieces = [p.transpose(entry.transpose) for p in pieces]
         if any(p.size != math.prod(piece_shape) for p in pieces):
             raise UserError(f"{entry.hf[0]} has shape {pieces[0].shape}, but the config gives {piece_shape}; "
                             f"the checkpoint's config.json does not describe its weights")
@@ -142,6 +146,8 @@ def export_weights(params, entries: list[Entry]) -> dict[str, np.ndarray]:
         for name, piece in zip(entry.hf, pieces):
             if entry.linear_in:
                 piece = piece.reshape(math.prod(piece.shape[:entry.linear_in]), -1).T
+            elif entry.transpose:
+                piece = piece.transpose(np.argsort(entry.transpose))
             elif name.endswith(".bias"):
                 piece = piece.reshape(-1)
             state[name] = np.ascontiguousarray(piece)

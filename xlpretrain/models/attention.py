@@ -10,11 +10,21 @@ distance d = M + i - j (M memory slots), the relative score is
 with u = `r_w_bias`, v = `r_r_bias` and R the sinusoid of `positions.py`. The position term is one
 matmul against the distance embeddings followed by `rel_shift`, instead of Q*K embeddings.
 Without relative positions the score is the content term alone, W_q h_i . W_k x_j / sqrt(d_head).
+
+XLNet (Yang et al. 2019, section 2.5 and appendix A.2) adds a relative segment term
+
+    + (W_q h_i + b) . s_ij / sqrt(d_head),   s_ij = seg[0] if i, j are in one segment else seg[1]
+
+(b = `r_s_bias`, memory counted as segment 0), and the query stream g of two-stream attention:
+queries from g, keys and values from the content stream `[memory; h]`, every weight shared.
 """
+
+from __future__ import annotations
 
 import math
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -37,12 +47,31 @@ def rel_shift(scores: jnp.ndarray, k_len: int) -> jnp.ndarray:
     return folded[..., :k_len]
 
 
-class Attention(nn.Module):
-    """Multi-head attention of a segment over `[memory; segment]`.
+@flax.struct.dataclass
+class RelativeTerms:
+    """What the relative score needs beyond the layer's weights.
 
-    Returns the output projection [batch, q_len, d_model], before dropout and the residual.
-    `relative`: Transformer-XL's position term (needs pos_emb, r_w_bias, r_r_bias).
-    `use_bias`: biases on the q, k, v and output projections (BERT); Transformer-XL has none.
+    pos_emb:       [directions, r_len, d_model] embeddings of `positions.relative_distances`; with
+                   2 directions (XLNet's bi_data) the second half of the batch uses the second.
+    r_w_bias, r_r_bias, r_s_bias: [n_head, d_head] the content, position and segment biases.
+    other_segment: [batch, q_len, k_len] True where query and key are in different segments;
+                   None: no segment term.
+    """
+
+    pos_emb: jax.Array
+    r_w_bias: jax.Array
+    r_r_bias: jax.Array
+    r_s_bias: jax.Array | None = None
+    other_segment: jax.Array | None = None
+
+
+class Attention(nn.Module):
+    """Multi-head attention of a segment over `[memory; segment]`, optionally with XLNet's query stream.
+
+    Returns the output projections (before dropout and the residual) of the content stream,
+    [batch, q_len, d_model], and of the query stream, [batch, n_predict, d_model] (None without one).
+    `relative`: Transformer-XL's position term (needs RelativeTerms); `segments`: XLNet's segment
+    term (its `seg` embedding); `use_bias`: biases on the q, k, v and output projections (BERT).
     """
 
     n_head: int
@@ -50,6 +79,7 @@ class Attention(nn.Module):
     dropatt: float
     init_std: float
     relative: bool = True
+    segments: bool = False
     use_bias: bool = False
 
     def _bias(self, name, shape, axes):
@@ -57,13 +87,15 @@ class Attention(nn.Module):
         return self.param(name, init, shape) if self.use_bias else jnp.zeros(shape)
 
     @nn.compact
-    def __call__(self, h, memory, visible, deterministic: bool, pos_emb=None, r_w_bias=None, r_r_bias=None):
+    def __call__(self, h, memory, visible, deterministic: bool, relative: RelativeTerms | None = None,
+                 g=None, target_mapping=None, g_visible=None):
         """
-        h:        [batch, q_len, d_model] the segment's layer input.
+        h:        [batch, q_len, d_model] the segment's layer input (content stream).
         memory:   [batch, mem_len, d_model] the cached inputs of this layer (no gradient).
         visible:  [batch or 1, q_len, k_len] True where query i may attend to key j, k_len = mem_len + q_len.
-        pos_emb:  [r_len, d_model] embeddings of the distances of `positions.relative_distances`.
-        r_w_bias, r_r_bias: [n_head, d_head] the content and position biases u and v.
+        g:        [batch, n_predict, d_model] the query stream at the prediction targets, which
+                  `target_mapping` [batch, n_predict, q_len] (one-hot rows) places in the segment;
+                  its queries see the keys of `g_visible` [batch, q_len, k_len].
         """
         d_model = h.shape[-1]
         init = nn.initializers.normal(self.init_std)
@@ -76,37 +108,66 @@ class Attention(nn.Module):
         b_q = self._bias("q_bias", (self.n_head, self.d_head), ("heads", "head_dim"))
         b_kv = self._bias("kv_bias", (2, self.n_head, self.d_head), ("kv", "heads", "head_dim"))
         b_o = self._bias("o_bias", (d_model,), ("embed",))
+        if self.relative:
+            w_r = self.param("r", nn.with_logical_partitioning(init, ("embed", "heads", "head_dim")),
+                             (d_model, self.n_head, self.d_head))
+        if self.segments:
+            seg = self.param("seg", nn.with_logical_partitioning(init, ("kv", "heads", "head_dim")),
+                             (2, self.n_head, self.d_head))
+        dropout = nn.Dropout(self.dropatt)
 
         # Head-major layouts [heads, batch, length, head_dim] keep the score matmuls free of
         # transposes. Queries come from the segment only; keys and values from [memory; segment].
         # The score scale 1/sqrt(d_head) is applied to the queries (and biases) rather than to the
         # [q_len, k_len] scores: the same product, one pass fewer over the largest tensor.
         scale = 1.0 / math.sqrt(self.d_head)
-        q = jnp.einsum("bqd,dhe->hbqe", h, w_q * scale) + scale * b_q[:, None, None]
+
+        def queries(x):
+            return jnp.einsum("bqd,dhe->hbqe", x, w_q * scale) + scale * b_q[:, None, None]
+
         k, v = jnp.einsum("bkd,dthe->thbke", h, w_kv) + b_kv[:, :, None, None]
         if memory.shape[1]:  # separately, so that no gradient is formed for the memory
             mem_k, mem_v = jnp.einsum("bmd,dthe->thbme", memory, w_kv) + b_kv[:, :, None, None]
             k, v = jnp.concatenate([mem_k, k], axis=2), jnp.concatenate([mem_v, v], axis=2)
-
         if self.relative:
-            w_r = self.param("r", nn.with_logical_partitioning(init, ("embed", "heads", "head_dim")),
-                             (d_model, self.n_head, self.d_head))
-            r = jnp.einsum("kd,dhe->hke", pos_emb, w_r)
-            scores = jnp.einsum("hbqe,hbke->hbqk", q + scale * r_w_bias[:, None, None], k)
-            # The position term does not depend on the batch: one matmul over all (batch, query) rows.
-            n_head, batch, q_len, _ = q.shape
-            rows = (q + scale * r_r_bias[:, None, None]).reshape(n_head, batch * q_len, self.d_head)
-            position = jnp.einsum("hme,hke->hmk", rows, r).reshape(n_head, batch, q_len, -1)
-            scores = scores + rel_shift(position, k.shape[2])
-        else:
-            scores = jnp.einsum("hbqe,hbke->hbqk", q, k)
-        scores = jnp.where(visible, scores, MASKED)
-        # Softmax with the normalisation deferred to the output: dividing the [q_len, d_head]
-        # result by the row sums equals dividing the [q_len, k_len] weights, and is a pass over a
-        # tensor k_len/d_head times smaller. Dropout on the weights commutes with the row scaling.
-        weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
-        row_sums = jnp.sum(weights, axis=-1, keepdims=True)
-        weights = nn.Dropout(self.dropatt)(weights, deterministic=deterministic)
-        attended = jnp.einsum("hbqk,hbke->hbqe", weights, v) / row_sums
-        out = jnp.einsum("hbqe,hed->bqd", attended, w_o) + b_o
-        return nn.with_logical_constraint(out, ("batch", "length", "embed"))
+            r = jnp.einsum("nkd,dhe->hnke", relative.pos_emb, w_r)
+
+        def attend(q, visible):
+            """[heads, batch, q_len, head_dim] scaled queries -> attended values, same shape."""
+            if not self.relative:
+                scores = jnp.einsum("hbqe,hbke->hbqk", q, k)
+            else:
+                scores = jnp.einsum("hbqe,hbke->hbqk", q + scale * relative.r_w_bias[:, None, None], k)
+                # The position term does not depend on the batch: one matmul over all (batch, query)
+                # rows of a direction.
+                n_head, batch, q_len, _ = q.shape
+                directions = r.shape[1]
+                rows = (q + scale * relative.r_r_bias[:, None, None]).reshape(
+                    n_head, directions, batch // directions * q_len, self.d_head)
+                position = jnp.einsum("hnme,hnke->hnmk", rows, r).reshape(n_head, batch, q_len, -1)
+                scores = scores + rel_shift(position, k.shape[2])
+                if relative.other_segment is not None:
+                    same, other = jnp.einsum("hbqe,she->shbq", q + scale * relative.r_s_bias[:, None, None], seg)
+                    scores = scores + jnp.where(relative.other_segment[None], other[..., None], same[..., None])
+            scores = jnp.where(visible, scores, MASKED)
+            # Softmax with the normalisation deferred to the output: dividing the [q_len, d_head]
+            # result by the row sums equals dividing the [q_len, k_len] weights, and is a pass over a
+            # tensor k_len/d_head times smaller. Dropout on the weights commutes with the row scaling.
+            weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+            row_sums = jnp.sum(weights, axis=-1, keepdims=True)
+            weights = dropout(weights, deterministic=deterministic)
+            return jnp.einsum("hbqk,hbke->hbqe", weights, v) / row_sums
+
+        def output(attended, axes):
+            out = jnp.einsum("hbqe,hed->bqd", attended, w_o) + b_o
+            return nn.with_logical_constraint(out, axes)
+
+        out_h = output(attend(queries(h), visible), ("batch", "length", "embed"))
+        if g is None:
+            return out_h, None
+        # The query stream attends at the target positions: its queries are scattered into the
+        # segment by the one-hot target_mapping, and the attended values gathered back, so the
+        # relative and segment terms see each target at its own position.
+        q_g = jnp.einsum("hbpe,bpq->hbqe", queries(g), target_mapping)
+        attended_g = jnp.einsum("hbqe,bpq->hbpe", attend(q_g, g_visible), target_mapping)
+        return out_h, output(attended_g, ("batch", "targets", "embed"))

@@ -14,6 +14,14 @@ is its input over the last `mem_len` positions, kept without gradient.
 LayerNorm; biases on the q, k, v and output projections; no dropout after the feed-forward
 activation nor on the output; LayerNorm scales initialised to 1. Combine it with `causal=False`,
 `positions="absolute"`, `n_token_types=2`, `activation="gelu"` and `layer_norm_eps=1e-12`.
+
+`flavor="xlnet"` is XLNet's (zihangdai/xlnet `modeling.py`, HuggingFace `XLNetModel`): the
+Transformer-XL block with unscaled token embeddings, LayerNorm scales initialised to 1, a relative
+segment term in the attention (`seg` per layer, `r_s_bias`) and the two-stream attention of the
+permutation objective: given a `Permutation`, a query stream g starts from the learned `mask_emb`
+at the target positions and the output is g there. Combine it with `causal=False`,
+`activation="gelu_tanh"`, `layer_norm_eps=1e-12`, `untie_r=True`, and for pretraining `reuse_len`
+(only the first reuse_len positions of a segment are cached) and `bi_data`.
 """
 
 from __future__ import annotations
@@ -26,11 +34,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from xlpretrain.models.attention import Attention
+from xlpretrain.models.attention import Attention, RelativeTerms
 from xlpretrain.models.positions import relative_distances, sinusoid
 from xlpretrain.models.softmax import TiedSoftmax
 
-FLAVORS = ("transformer_xl", "bert")
+FLAVORS = ("transformer_xl", "bert", "xlnet")
 POSITIONS = ("relative", "absolute")
 ACTIVATIONS = {
     "relu": nn.relu,
@@ -62,7 +70,9 @@ class TransformerXLConfig:
     d_embed: int = 0           # embedding size; 0: d_model; else projected to d_model (ELECTRA-Small: 128)
     activation: str = "relu"   # feed-forward: relu, gelu (erf) or gelu_tanh
     layer_norm_eps: float = 1e-5
-    flavor: str = "transformer_xl"  # or "bert": the block details of the original code (module docstring)
+    flavor: str = "transformer_xl"  # or "bert", "xlnet": the block details of the original code (module docstring)
+    reuse_len: int = 0         # positions of a segment cached as memory; 0: all (XLNet: the first half)
+    bi_data: bool = False      # the second half of the batch is reversed text: relative distances negated
 
     @property
     def embed_size(self) -> int:
@@ -71,6 +81,10 @@ class TransformerXLConfig:
     @property
     def bert(self) -> bool:
         return self.flavor == "bert"
+
+    @property
+    def xlnet(self) -> bool:
+        return self.flavor == "xlnet"
 
 
 @flax.struct.dataclass
@@ -132,10 +146,11 @@ def _normal_around_one(std: float):
 
 def layer_norm(config: TransformerXLConfig, name: str) -> nn.LayerNorm:
     """LayerNorm with the config's eps; scale initialised N(1, init_std) as the official
-    Transformer-XL code, or 1 as BERT. BERT's tiny eps (1e-12) needs the two-pass variance."""
-    scale_init = nn.initializers.ones if config.bert else _normal_around_one(config.init_std)
+    Transformer-XL code, or 1 as BERT and XLNet, whose tiny eps (1e-12) needs the two-pass variance."""
+    transformer_xl = config.flavor == "transformer_xl"
+    scale_init = _normal_around_one(config.init_std) if transformer_xl else nn.initializers.ones
     return nn.LayerNorm(
-        epsilon=config.layer_norm_eps, use_fast_variance=not config.bert,
+        epsilon=config.layer_norm_eps, use_fast_variance=transformer_xl,
         scale_init=nn.with_logical_partitioning(scale_init, ("embed",)),
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), name=name)
 
@@ -164,38 +179,45 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """Attention then feed-forward, each with a residual and a LayerNorm."""
+    """Attention then feed-forward, each with a residual and a LayerNorm, applied to the content
+    stream h and, with the same weights, to XLNet's query stream g."""
 
     config: TransformerXLConfig
 
     @nn.compact
-    def __call__(self, h, memory, visible, deterministic: bool, pos_emb=None, r_w_bias=None, r_r_bias=None):
+    def __call__(self, h, memory, visible, deterministic: bool, relative: RelativeTerms | None = None,
+                 g=None, target_mapping=None, g_visible=None):
         c = self.config
         attention = Attention(c.n_head, c.d_head, c.dropatt, c.init_std, relative=c.positions == "relative",
-                              use_bias=c.bert, name="attn")
+                              segments=c.xlnet, use_bias=c.bert, name="attn")
         feed_forward = FeedForward(c, name="ff")
         norm_attn = layer_norm(c, "norm_attn")
         norm_ff = layer_norm(c, "norm_ff")
         drop = nn.Dropout(c.dropout)
 
-        def attend(x, mem):
-            out = attention(x, mem, visible, deterministic, pos_emb, r_w_bias, r_r_bias)
-            return drop(out, deterministic=deterministic)
+        def before_attention(x):
+            return norm_attn(x) if c.pre_lnorm and x is not None else x
 
-        if c.pre_lnorm:
-            h = h + attend(norm_attn(h), norm_attn(memory))
-            h = h + feed_forward(norm_ff(h), deterministic)
-        else:
-            h = norm_attn(h + attend(h, memory))
-            h = norm_ff(h + feed_forward(h, deterministic))
-        return nn.with_logical_constraint(h, ("batch", "length", "embed"))
+        def after_attention(x, out):
+            x = x + drop(out, deterministic=deterministic)
+            x = x if c.pre_lnorm else norm_attn(x)
+            if c.pre_lnorm:
+                return x + feed_forward(norm_ff(x), deterministic)
+            return norm_ff(x + feed_forward(x, deterministic))
+
+        out_h, out_g = attention(before_attention(h), before_attention(memory), visible, deterministic, relative,
+                                 before_attention(g), target_mapping, g_visible)
+        h = nn.with_logical_constraint(after_attention(h, out_h), ("batch", "length", "embed"))
+        if g is not None:
+            g = nn.with_logical_constraint(after_attention(g, out_g), ("batch", "targets", "embed"))
+        return h, g
 
 
 class Embeddings(nn.Module):
     """Tokens [batch, length] (and token types) -> input vectors [batch, length, embed_size].
 
-    Transformer-XL: the token vector scaled by sqrt(d_model). BERT: token + token type + absolute
-    position, then a LayerNorm. Dropout follows either. `vocab` also serves the tied output softmax.
+    Transformer-XL: the token vector scaled by sqrt(d_model); XLNet: unscaled. BERT: token + token
+    type + absolute position, then a LayerNorm. Dropout follows either. `vocab` also serves the tied output softmax.
     A separate module so that ELECTRA's generator and discriminator can share it.
     """
 
@@ -204,7 +226,7 @@ class Embeddings(nn.Module):
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.init_std)
-        self.vocab = TiedSoftmax(c.vocab_size, c.embed_size, c.init_std, scale=not c.bert)
+        self.vocab = TiedSoftmax(c.vocab_size, c.embed_size, c.init_std, scale=c.flavor == "transformer_xl")
         if c.positions == "absolute":
             self.position = self.param("position", nn.with_logical_partitioning(init, ("positions", "embed")),
                                        (c.max_positions, c.embed_size))
@@ -225,6 +247,26 @@ class Embeddings(nn.Module):
         if c.bert:
             h = self.norm(h)
         return nn.with_logical_constraint(self.drop(h, deterministic=deterministic), ("batch", "length", "embed"))
+
+
+@flax.struct.dataclass
+class Permutation:
+    """XLNet's factorization order, as the two-stream attention reads it.
+
+    can_see:        [batch, q_len, q_len] True where the query stream at i may attend to position j
+                    of the segment (XLNet's perm_mask negated); the content stream also sees itself.
+    target_mapping: [batch, n_predict, q_len] one-hot rows: the positions whose tokens are predicted.
+    """
+
+    can_see: jax.Array
+    target_mapping: jax.Array
+
+
+def _glorot_vector(key, shape, dtype=jnp.float32):
+    """TensorFlow's default initializer for XLNet's `mask_emb` [1, 1, d]: uniform with limit
+    sqrt(6 / (fan_in + fan_out)), fan_in 1 and fan_out d."""
+    limit = (6.0 / (1 + shape[-1])) ** 0.5
+    return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
 class TransformerXL(nn.Module):
@@ -248,15 +290,34 @@ class TransformerXL(nn.Module):
             bias_init = nn.with_logical_partitioning(nn.initializers.normal(c.init_std), axes)
             self.r_w_bias = self.param("r_w_bias", bias_init, shape)
             self.r_r_bias = self.param("r_r_bias", bias_init, shape)
+            if c.xlnet:
+                self.r_s_bias = self.param("r_s_bias", bias_init, shape)
+        if c.xlnet:
+            self.mask_emb = self.param("mask_emb", nn.with_logical_partitioning(_glorot_vector, (None, None, "embed")),
+                                       (1, 1, c.d_model))
         self.layers = [Block(c, name=f"layer_{i}") for i in range(c.n_layer)]
         self.drop = nn.Dropout(c.dropout)
 
-    def __call__(self, tokens, memory: Memory, token_types=None, input_valid=None, deterministic: bool = True):
-        """token_types: [batch, q_len] segment ids (models with n_token_types); input_valid:
-        [batch, q_len], False at padding, which no query attends to (default: no padding)."""
+    def _relative_terms(self, layer: int, pos_emb, other_segment) -> RelativeTerms:
         c = self.config
-        q_len = tokens.shape[1]
-        k_len = memory.valid.shape[1] + q_len
+        pick = (lambda bias: bias[layer]) if c.untie_r else (lambda bias: bias)
+        return RelativeTerms(pos_emb, pick(self.r_w_bias), pick(self.r_r_bias),
+                             pick(self.r_s_bias) if c.xlnet else None, other_segment)
+
+    def __call__(self, tokens, memory: Memory, token_types=None, input_valid=None, deterministic: bool = True,
+                 permutation: Permutation | None = None):
+        """token_types: [batch, q_len] segment ids (token-type embeddings with n_token_types; XLNet's
+        relative segment term, which is left out when they are not given); input_valid: [batch,
+        q_len], False at padding, which no query attends to (default: no padding).
+        permutation (XLNet): returns the query stream [batch, n_predict, d_model] at the targets
+        instead of the content stream."""
+        c = self.config
+        batch, q_len = tokens.shape
+        mem_len = memory.valid.shape[1]
+        other_segment = None
+        if c.xlnet and token_types is not None:  # XLNet counts the memory as segment 0
+            key_types = jnp.pad(token_types, ((0, 0), (mem_len, 0)))
+            other_segment = token_types[:, :, None] != key_types[:, None, :]
         if token_types is None:
             token_types = jnp.zeros(tokens.shape, jnp.int32)
         h = self.embed(tokens, token_types, deterministic)
@@ -265,21 +326,34 @@ class TransformerXL(nn.Module):
         if input_valid is None:
             input_valid = jnp.ones(tokens.shape, bool)
         visible = attention_mask(memory.valid, input_valid, c.causal, c.same_length)
-        position_args = ()
+        g = target_mapping = g_visible = None
+        if permutation is not None:
+            def over_keys(can_see):  # every valid memory slot is visible to both streams
+                return visible & jnp.pad(can_see, ((0, 0), (0, 0), (mem_len, 0)), constant_values=True)
+
+            g_visible = over_keys(permutation.can_see)
+            visible = over_keys(permutation.can_see | jnp.eye(q_len, dtype=bool))
+            target_mapping = permutation.target_mapping.astype(h.dtype)
+            g = jnp.broadcast_to(self.mask_emb, (batch, target_mapping.shape[1], c.d_model))
+            g = self.drop(g, deterministic=deterministic)
+        pos_emb = None
         if c.positions == "relative":
-            distances = relative_distances(k_len, q_len, c.causal, c.clamp_len)
-            position_args = (self.drop(sinusoid(distances, c.d_model), deterministic=deterministic),)
+            distances = relative_distances(mem_len + q_len, q_len, c.causal, c.clamp_len)
+            directions = (distances, -distances) if c.bi_data else (distances,)
+            pos_emb = self.drop(jnp.stack([sinusoid(d, c.d_model) for d in directions]), deterministic=deterministic)
 
         layer_inputs = []
         for i, layer in enumerate(self.layers):
             layer_inputs.append(h)
-            if c.positions == "relative":
-                biases = (self.r_w_bias[i], self.r_r_bias[i]) if c.untie_r else (self.r_w_bias, self.r_r_bias)
-                position_args = position_args[:1] + biases
-            h = layer(h, memory.hidden[i], visible, deterministic, *position_args)
+            relative = self._relative_terms(i, pos_emb, other_segment) if pos_emb is not None else None
+            h, g = layer(h, memory.hidden[i], visible, deterministic, relative, g, target_mapping, g_visible)
+        out = h if g is None else g
         if not c.bert:
-            h = self.drop(h, deterministic=deterministic)
-        return h, memory.push(jnp.stack(layer_inputs))
+            out = self.drop(out, deterministic=deterministic)
+        cached = jnp.stack(layer_inputs)
+        if c.reuse_len:
+            cached = cached[:, :, :c.reuse_len]
+        return out, memory.push(cached)
 
     def nll(self, hidden, targets):
         """[batch, length, embed_size] hidden states, [batch, length] targets -> NLL in nats [batch, length]."""
