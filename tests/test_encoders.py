@@ -215,10 +215,13 @@ def small_wikitext(tmp_path_factory, shared_data):
 @pytest.mark.parametrize("config, extra", [
     ("configs/bert/large.py:cpu", ["--config.masking.whole_word=True"]),
     ("configs/electra/small.py:cpu", ["--config.model.d_embed=16", "--config.rtd.generator_size=0.5"]),
-], ids=["mlm", "rtd"])
+    ("configs/xlnet/base.py:cpu", ["--config.data.sentencepiece.vocab_size=500", "--config.model.reuse_len=16",
+                                   "--config.model.mem_len=24", "--config.eval.mem_len=24", "--config.plm.perm_size=8"]),
+], ids=["mlm", "rtd", "plm"])
 def test_resume_from_a_checkpoint_reproduces_the_run(config, extra, small_wikitext, tmp_path, cache_dir):
     """Train 8 steps; then, from the same workdir cut back to its step-4 checkpoint, train again:
-    the train lines of steps 5-8 and the final test line are the same to the last bit."""
+    the train lines of steps 5-8 and the final test line are the same to the last bit (for plm
+    also through the memory the checkpoint carries)."""
     args = [a.format(data=small_wikitext) for a in TINY_ENCODER] + extra
     full = tmp_path / "full"
     run_cli(["train", "--config", config, "--workdir", str(full)] + args, cache_dir)

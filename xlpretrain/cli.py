@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure training tokens/s and compile time")
     bench.add_argument("--config", required=True)
     bench.add_argument("--steps", type=int, default=20)
-    convert = commands.add_parser("convert", help="import HuggingFace BERT/ELECTRA weights into a workdir, or export")
+    convert = commands.add_parser("convert", help="import HuggingFace BERT/ELECTRA/XLNet weights into a workdir, or export")
     convert.add_argument("direction", choices=("import", "export"))
     convert.add_argument("--hf", required=True, help="HuggingFace checkpoint directory (config.json + weights)")
     convert.add_argument("--generator", help="import: the ElectraForMaskedLM directory of an ElectraForPreTraining")

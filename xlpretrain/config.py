@@ -23,6 +23,7 @@ from xlpretrain.errors import UserError
 from xlpretrain.models.transformer import ACTIVATIONS, FLAVORS, POSITIONS, TransformerXLConfig
 
 LEVELS = ("word", "char", "byte")
+TOKENIZERS = ("wordpiece", "sentencepiece")
 CORPORA = ("quickstart", "text")
 
 
@@ -84,7 +85,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.rtd = ml_collections.ConfigDict(dict(
         generator_size=0.25, generator_layers=1.0, generator_weight=1.0, discriminator_weight=50.0, temperature=1.0))
     # XLNet's permutation sampling (objectives/permutation.py); the original's values for 512 tokens.
-    c.plm = ml_collections.ConfigDict(dict(num_predict=85, perm_size=256, mask_alpha=6, mask_beta=1, max_span=5))
+    # partial_k > 0 predicts tgt_len / partial_k tokens per sequence instead of num_predict.
+    c.plm = ml_collections.ConfigDict(dict(num_predict=85, partial_k=0.0, perm_size=256, mask_alpha=6, mask_beta=1,
+                                           max_span=5))
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size, c.train.tgt_len = 8, 128
@@ -160,6 +163,52 @@ def electra_pretraining(config: ml_collections.ConfigDict, lr: float, batch_size
                         schedule="linear", weight_decay=0.01, adam_eps=1e-6, clip_norm=1.0,
                         log_every=1000, eval_every=50_000, checkpoint_every=10_000)
     config.eval.update(batch_size=64, tgt_len=seq_len)
+
+
+def xlnet_model(config: ml_collections.ConfigDict, n_layer: int, d_model: int, n_head: int) -> None:
+    """Makes `config.model` XLNet's (released xlnet_config.json, HuggingFace XLNetConfig): the
+    Transformer-XL backbone with flavor "xlnet", bidirectional, heads of 64, 4x feed-forward with
+    tanh GELU, LayerNorm eps 1e-12, per-layer biases (untie_r), dropout 0.1 on hidden states and
+    attention weights; pretraining memory: segments of 512 whose first 256 positions are cached,
+    384 memory slots, bi_data (README command; kimiyoung in zihangdai/xlnet#59)."""
+    config.model.update(n_layer=n_layer, d_model=d_model, n_head=n_head, d_head=64, d_inner=4 * d_model,
+                        dropout=0.1, dropatt=0.1, mem_len=384, reuse_len=256, bi_data=True, clamp_len=-1,
+                        causal=False, positions="relative", n_token_types=0, d_embed=0, activation="gelu_tanh",
+                        layer_norm_eps=1e-12, untie_r=True, init_std=0.02, flavor="xlnet")
+    config.eval.update(mem_len=384, clamp_len=-1, same_length=False)
+
+
+def xlnet_pretraining(config: ml_collections.ConfigDict, batch_size: int, steps: int, lr: float,
+                      warmup_steps: int) -> None:
+    """XLNet's pretraining recipe (paper appendix A.4.1, zihangdai/xlnet README and train.py;
+    reference section 1.3): the `plm` objective on a 32,000-piece SentencePiece vocabulary,
+    sequences of 512 (reuse 256), 85 targets (K = 6) in spans of up to 5 pieces in contexts of 6
+    per piece, perm_size 256; Adam with weight decay 0.01 and eps 1e-6, linear warm-up then linear
+    decay to lr / 1000 (train.py's min_lr_ratio), clip 1."""
+    config.objective = "plm"
+    config.data.update(dir="", documents="lines", tokenizer="sentencepiece")
+    config.data.sentencepiece.update(model_file="", vocab_size=32000, lowercase=False)
+    config.model.vocab_size = 32000
+    config.plm.update(num_predict=85, partial_k=0.0, perm_size=256, mask_alpha=6, mask_beta=1, max_span=5)
+    config.train.update(batch_size=batch_size, tgt_len=512, steps=steps, lr=lr, warmup_steps=warmup_steps,
+                        schedule="linear_after_warmup", min_lr_ratio=0.001, weight_decay=0.01, adam_eps=1e-6,
+                        clip_norm=1.0, log_every=1000, eval_every=50_000, checkpoint_every=10_000)
+    config.eval.update(batch_size=16, tgt_len=512)
+
+
+def xlnet_cpu_variant(config: ml_collections.ConfigDict, steps: int) -> None:
+    """The `:cpu` variant of an XLNet config: the same objective with a 4-layer, 256-wide model on
+    ../shared/data/wikitext-2 read as documents, a SentencePiece vocabulary of 8,000 pieces trained
+    on its train split, sequences of 128 (reuse 64, memory 96, perm_size 64, 128/6 = 21 targets),
+    16 rows (bi_data: 8 forward, 8 reversed), learning rate 5e-4 with 10% of the steps as warm-up."""
+    config.data.update(corpus="text", dir="../shared/data/wikitext-2", documents="wikitext")
+    config.data.sentencepiece.update(model_file="", vocab_size=8000)
+    config.model.update(vocab_size=None, n_layer=4, d_model=256, n_head=4, d_head=64, d_inner=1024, mem_len=96,
+                        reuse_len=64)
+    config.plm.update(partial_k=6.0, perm_size=64)
+    config.train.update(batch_size=16, tgt_len=128, steps=steps, lr=5e-4, warmup_steps=steps // 10, log_every=50,
+                        eval_every=steps, checkpoint_every=100)
+    config.eval.update(batch_size=16, tgt_len=128, mem_len=96)
 
 
 def cpu_variant(config: ml_collections.ConfigDict, n_layer: int, d_model: int, n_head: int, d_embed: int,
@@ -286,6 +335,34 @@ def signature(config: ml_collections.ConfigDict) -> dict:
     }
 
 
+def _validate_plm(config: ml_collections.ConfigDict) -> None:
+    from xlpretrain.objectives.plm import num_predict
+
+    model, plm = config.model, config.plm
+    _require(model.flavor == "xlnet" and not model.causal and model.positions == "relative",
+             "objective 'plm' runs XLNet's backbone; set model.flavor='xlnet', model.causal=False, "
+             "model.positions='relative' (xlpretrain.config.xlnet_model)")
+    _require(config.data.tokenizer == "sentencepiece",
+             "objective 'plm' reads XLNet's SentencePiece pieces (<sep>, <cls>, <eod>); set data.tokenizer='sentencepiece'")
+    for where in ("train", "eval"):
+        length, batch = config[where].tgt_len, config[where].batch_size
+        first, second = model.reuse_len, length - model.reuse_len
+        _require(0 < model.reuse_len < length - 3,
+                 f"model.reuse_len={model.reuse_len} must be in [1, {where}.tgt_len - 3 = {length - 3}]; "
+                 f"XLNet uses tgt_len / 2")
+        _require(first % plm.perm_size == 0 and second % plm.perm_size == 0,
+                 f"plm.perm_size={plm.perm_size} must divide both halves of {where}.tgt_len={length} "
+                 f"({first} and {second}); XLNet uses reuse_len")
+        predict = num_predict(plm, length)
+        _require(0 < predict and predict - predict // 2 <= first and predict // 2 <= second,
+                 f"{predict} targets per sequence do not fit the halves of {where}.tgt_len={length}; "
+                 f"set plm.num_predict (or plm.partial_k) so that about half fit in each")
+        _require(not model.bi_data or batch % 2 == 0,
+                 f"model.bi_data reverses half of the batch; {where}.batch_size={batch} must be even")
+    _require(plm.mask_alpha >= plm.mask_beta > 0 and plm.max_span >= 1 and plm.partial_k >= 0,
+             "plm.mask_alpha >= plm.mask_beta > 0, plm.max_span >= 1 and plm.partial_k >= 0 are needed")
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise UserError(message)
@@ -293,20 +370,22 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises UserError naming the fix for the first problem found in `config`."""
-    for section in ("data", "model", "train", "eval", "mesh", "masking", "rtd"):
+    for section in ("data", "model", "train", "eval", "mesh", "masking", "rtd", "plm"):
         _require(section in config, f"config has no '{section}' section; start from configs/quickstart.py")
     from xlpretrain.objectives import REGISTRY  # here: the objectives read configs through this module
 
     _require(config.objective in REGISTRY, f"objective {config.objective!r} is not one of {', '.join(REGISTRY)}")
     encoder = REGISTRY[config.objective].data == "examples"  # bidirectional, fed with data/examples.py
+    documents = REGISTRY[config.objective].data != "stream"  # read with load_documents
 
     data = config.data
     _require(data.corpus in CORPORA, f"data.corpus {data.corpus!r} is not one of {', '.join(CORPORA)}")
     _require(data.level in LEVELS, f"data.level {data.level!r} is not one of {', '.join(LEVELS)}")
     _require(data.documents in DOCUMENT_FORMATS,
              f"data.documents {data.documents!r} is not one of {', '.join(DOCUMENT_FORMATS)}")
-    _require(not encoder or data.corpus == "text",
+    _require(not documents or data.corpus == "text",
              f"objective {config.objective!r} reads documents from text files; set data.corpus='text' and data.dir")
+    _require(data.tokenizer in TOKENIZERS, f"data.tokenizer {data.tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
 
     model = config.model
     known = {f.name for f in dataclasses.fields(TransformerXLConfig)}
@@ -342,6 +421,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  f"masking.max_predictions must be in [1, train.tgt_len], got {masking.max_predictions}")
         _require(masking.mask_frac >= 0 and masking.random_frac >= 0 and masking.mask_frac + masking.random_frac <= 1,
                  "masking.mask_frac and masking.random_frac must be >= 0 with a sum <= 1")
+    if config.objective == "plm":
+        _validate_plm(config)
     if config.objective == "rtd":
         rtd = config.rtd
         _require(0.0 < rtd.generator_size <= 1.0 and 0.0 < rtd.generator_layers <= 1.0,

@@ -7,7 +7,7 @@
         writes DIR/config.json and DIR/model.safetensors: `mlm` runs as BertForMaskedLM
         (BertForPreTraining with next-sentence pairs; ElectraForMaskedLM when the embedding size
         differs from the hidden size), `rtd` runs as the discriminator alone (ElectraForPreTraining),
-        and its generator in DIR/generator.
+        and its generator in DIR/generator; `plm` runs as XLNetLMHeadModel.
 
 A HuggingFace directory holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, which
 needs torch to read). ElectraForPreTraining imports into an `rtd` run together with its generator
@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from xlpretrain import config as config_lib
-from xlpretrain.convert import hf_bert
+from xlpretrain.convert import hf_bert, hf_xlnet
 from xlpretrain.errors import UserError
 from xlpretrain.objectives.rtd import generator_config
 from xlpretrain.train.checkpoint import Checkpoints
@@ -56,14 +56,32 @@ def read_hf(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 def _architecture(hf_config: dict) -> str:
     names = hf_config.get("architectures") or ["?"]
-    known = ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM", "ElectraForPreTraining")
+    known = ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM", "ElectraForPreTraining", "XLNetLMHeadModel")
     if names[0] not in known:
         raise UserError(f"cannot import a {names[0]}; xlpretrain imports {', '.join(known)}")
     return names[0]
 
 
+def _check_pairs(pairs) -> None:
+    """Raises UserError naming the first (config.json key, our field, ours, theirs) that differs."""
+    for hf_key, ours, value, expected in pairs:
+        if expected != value:
+            raise UserError(f"config.json has {hf_key}={expected} but the xlpretrain config has model.{ours} "
+                            f"giving {value}; make them agree (--config.model.{ours}=...)")
+
+
+def _check_xlnet(hf_config: dict, model) -> None:
+    if model.flavor != "xlnet" or not model.untie_r:
+        raise UserError("HuggingFace XLNet weights need model.flavor='xlnet' and model.untie_r=True "
+                        "(xlpretrain.config.xlnet_model)")
+    ours = _xlnet_fields(model)
+    _check_pairs((key, name, ours[key], hf_config.get(key)) for key, name in XLNET_FIELDS)
+
+
 def _check_model(hf_config: dict, model) -> None:
     """Raises UserError naming the first field where the xlpretrain config and config.json differ."""
+    if hf_config["architectures"][0] == "XLNetLMHeadModel":
+        return _check_xlnet(hf_config, model)
     pairs = [("num_hidden_layers", "n_layer", model.n_layer), ("hidden_size", "d_model", model.d_model),
              ("num_attention_heads", "n_head", model.n_head), ("intermediate_size", "d_inner", model.d_inner),
              ("vocab_size", "vocab_size", model.vocab_size),
@@ -71,18 +89,31 @@ def _check_model(hf_config: dict, model) -> None:
              ("type_vocab_size", "n_token_types", model.n_token_types),
              ("embedding_size", "d_embed", model.embed_size), ("layer_norm_eps", "layer_norm_eps", model.layer_norm_eps),
              ("hidden_act", "activation", ACTIVATION_NAMES.get(model.activation))]
-    for hf_key, ours, value in pairs:
-        expected = hf_config.get(hf_key, hf_config.get("hidden_size") if hf_key == "embedding_size" else None)
-        if expected != value:
-            raise UserError(f"config.json has {hf_key}={expected} but the xlpretrain config has model.{ours} "
-                            f"giving {value}; make them agree (--config.model.{ours}=...)")
+    _check_pairs((hf_key, ours, value, hf_config.get(hf_key, hf_config.get("hidden_size")
+                                                    if hf_key == "embedding_size" else None))
+                 for hf_key, ours, value in pairs)
     if model.flavor != "bert" or model.causal or model.positions != "absolute":
         raise UserError("HuggingFace BERT/ELECTRA weights need model.flavor='bert', model.causal=False and "
                         "model.positions='absolute' (xlpretrain.config.bert_encoder)")
 
 
+# XLNetConfig key -> our model field; `_xlnet_fields` gives the values.
+XLNET_FIELDS = (("vocab_size", "vocab_size"), ("d_model", "d_model"), ("n_layer", "n_layer"), ("n_head", "n_head"),
+                ("d_head", "d_head"), ("d_inner", "d_inner"), ("ff_activation", "activation"),
+                ("layer_norm_eps", "layer_norm_eps"), ("clamp_len", "clamp_len"))
+
+
+def _xlnet_fields(model) -> dict:
+    return {"vocab_size": model.vocab_size, "d_model": model.d_model, "n_layer": model.n_layer,
+            "n_head": model.n_head, "d_head": model.d_head, "d_inner": model.d_inner,
+            "ff_activation": ACTIVATION_NAMES.get(model.activation), "layer_norm_eps": model.layer_norm_eps,
+            "clamp_len": model.clamp_len}
+
+
 def _entries(exp: Experiment, architecture: str) -> list[hf_bert.Entry]:
     model = config_lib.model_config(exp.config)
+    if architecture == "XLNetLMHeadModel":
+        return hf_xlnet.lm_head_entries(model.n_layer)
     projected = model.embed_size != model.d_model
     if exp.config.objective == "rtd":
         if architecture == "ElectraForPreTraining":
@@ -97,10 +128,12 @@ def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collect
     hf_config, state = read_hf(hf_dir)
     architecture = _architecture(hf_config)
     objective = exp.config.objective
-    wanted = {"mlm": ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM"), "rtd": ("ElectraForPreTraining",)}
+    wanted = {"mlm": ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM"), "rtd": ("ElectraForPreTraining",),
+              "plm": ("XLNetLMHeadModel",)}
     if architecture not in wanted.get(objective, ()):
+        right = next(name for name, architectures in wanted.items() if architecture in architectures)
         raise UserError(f"a {architecture} does not import into an {objective!r} run; use a config whose objective "
-                        f"is {'rtd' if architecture == 'ElectraForPreTraining' else 'mlm'}")
+                        f"is {right}")
     model = config_lib.model_config(exp.config)
     _check_model(hf_config, model)
     if objective == "mlm" and (architecture == "BertForPreTraining") != exp.config.data.examples.next_sentence:
@@ -144,6 +177,11 @@ def _write_workdir(exp: Experiment, params, workdir: Path) -> None:
 
 
 def _hf_config(exp: Experiment, model, architecture: str) -> dict:
+    if architecture == "XLNetLMHeadModel":
+        return {"architectures": [architecture], "model_type": "xlnet", **_xlnet_fields(model),
+                "untie_r": True, "attn_type": "bi", "initializer_range": model.init_std, "dropout": model.dropout,
+                "mem_len": model.mem_len or None, "reuse_len": model.reuse_len or None, "bi_data": model.bi_data,
+                "same_length": model.same_length, "pad_token_id": 5, "bos_token_id": 1, "eos_token_id": 2}
     electra = architecture.startswith("Electra")
     fields = {"architectures": [architecture], "model_type": "electra" if electra else "bert",
               "vocab_size": model.vocab_size, "hidden_size": model.d_model, "num_hidden_layers": model.n_layer,
@@ -171,8 +209,8 @@ def export_checkpoint(workdir: str, hf_dir: str, step: int | None) -> None:
     if not (workdir / CONFIG_FILE).is_file():
         raise UserError(f"{workdir} holds no {CONFIG_FILE}; pass the --workdir of a run")
     config = config_lib.from_json((workdir / CONFIG_FILE).read_text())
-    if config.objective not in ("mlm", "rtd"):
-        raise UserError(f"export writes BERT/ELECTRA checkpoints; the run in {workdir} is {config.objective!r}")
+    if config.objective not in ("mlm", "plm", "rtd"):
+        raise UserError(f"export writes BERT, ELECTRA and XLNet checkpoints; the run in {workdir} is {config.objective!r}")
     exp = Experiment(config, with_data=False)
     model = config_lib.model_config(exp.config)
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, exp.config.train.keep_checkpoints)
@@ -194,7 +232,9 @@ def export_checkpoint(workdir: str, hf_dir: str, step: int | None) -> None:
         state = {**embeddings, **hf_bert.export_weights(params, _entries(exp, "ElectraForMaskedLM"))}
         _write_hf(out / "generator", _hf_config(exp, generator, "ElectraForMaskedLM"), state)
         return
-    if model.embed_size != model.d_model:
+    if exp.config.objective == "plm":
+        architecture = "XLNetLMHeadModel"
+    elif model.embed_size != model.d_model:
         architecture = "ElectraForMaskedLM"
     else:
         architecture = "BertForPreTraining" if exp.config.data.examples.next_sentence else "BertForMaskedLM"

@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from xlpretrain.data.quickstart import QuickstartLanguage
-from xlpretrain.data.vocab import EOS, Vocab, WordPiece, tokenize
+from xlpretrain.data.vocab import EOS, SentencePiece, Vocab, WordPiece, tokenize
 from xlpretrain.errors import UserError
 
 SPLITS = ("train", "valid", "test")
@@ -153,36 +153,46 @@ class DocumentSplit:
 
 @dataclasses.dataclass
 class Documents:
-    tokenizer: WordPiece
+    tokenizer: WordPiece | SentencePiece
     splits: dict[str, DocumentSplit]
 
 
 def load_documents(data: ml_collections.ConfigDict) -> Documents:
-    """The text files of `data` as documents of WordPiece-tokenized sentences, prepared on first use.
+    """The text files of `data` as documents of subword-tokenized sentences, prepared on first use.
 
     `data.documents` says how files split into documents and sentences: "lines" is BERT's format
     (one sentence per line, a blank line between documents); "wikitext" reads WikiText (an article
     starts at each ` = Title = ` line, headings are dropped, paragraphs are split into sentences
-    after ` . `, ` ? ` and ` ! `). The vocabulary is `data.wordpiece.vocab_file`, or one of
-    `data.wordpiece.vocab_size` pieces trained on the train split with `tokenizers`.
+    after ` . `, ` ? ` and ` ! `). `data.tokenizer` "wordpiece": the vocabulary is
+    `data.wordpiece.vocab_file`, or one of `data.wordpiece.vocab_size` pieces trained on the train
+    split with `tokenizers`; "sentencepiece": `data.sentencepiece.model_file` (XLNet's spiece.model),
+    or a model of `data.sentencepiece.vocab_size` pieces trained with `sentencepiece` as XLNet's.
     """
     files = {split: Path(data.dir) / data[split] for split in SPLITS}
-    wordpiece = data.wordpiece
-    key_source = {"corpus": "documents", "format": data.documents, "lowercase": wordpiece.lowercase,
+    settings = data[data.tokenizer]
+    given = settings.vocab_file if data.tokenizer == "wordpiece" else settings.model_file
+    key_source = {"corpus": "documents", "format": data.documents, "lowercase": settings.lowercase,
                   "files": {split: _file_digest(path, split) for split, path in files.items()}}
-    if wordpiece.vocab_file:
-        key_source["vocab_file"] = _file_digest(Path(wordpiece.vocab_file), "data.wordpiece.vocab_file")
+    if data.tokenizer != "wordpiece":  # WordPiece caches keep the key they had before there was a choice
+        key_source["tokenizer"] = data.tokenizer
+    if given:
+        key_source["vocab_file"] = _file_digest(Path(given), f"data.{data.tokenizer} vocabulary")
     else:
-        key_source["vocab_size"] = wordpiece.vocab_size
+        key_source["vocab_size"] = settings.vocab_size
+    tokenizer_class, vocab_name = TOKENIZER_FILES[data.tokenizer]
 
     def prepare(out: Path) -> None:
-        _prepare_documents(files, data.documents, wordpiece, out)
+        _prepare_documents(files, data.documents, tokenizer_class, settings, given, out / vocab_name)
 
     directory = _cached(data, "documents", key_source, prepare)
     splits = {split: DocumentSplit(*(np.load(directory / f"{split}.{part}.npy", mmap_mode="r")
                                      for part in ("tokens", "sentence_ends", "document_ends")))
               for split in SPLITS}
-    return Documents(WordPiece(directory / "vocab.txt", wordpiece.lowercase), splits)
+    return Documents(tokenizer_class(directory / vocab_name, settings.lowercase), splits)
+
+
+# data.tokenizer -> (its class, the file its vocabulary is kept in)
+TOKENIZER_FILES = {"wordpiece": (WordPiece, "vocab.txt"), "sentencepiece": (SentencePiece, "spiece.model")}
 
 
 WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
@@ -211,8 +221,8 @@ def _line_documents(text: str) -> list[list[str]]:
     return [d for d in documents if d]
 
 
-def _prepare_documents(files: dict[str, Path], documents_format: str, wordpiece: ml_collections.ConfigDict,
-                       out: Path) -> None:
+def _prepare_documents(files: dict[str, Path], documents_format: str, tokenizer_class,
+                       settings: ml_collections.ConfigDict, given: str, vocab_file: Path) -> None:
     reader = _wikitext_documents if documents_format == "wikitext" else _line_documents
     documents = {}
     for split, path in files.items():
@@ -220,13 +230,13 @@ def _prepare_documents(files: dict[str, Path], documents_format: str, wordpiece:
         if not documents[split]:
             raise UserError(f"{split} file {path} holds no document in the {documents_format!r} format; "
                             f"set data.documents to one of {', '.join(DOCUMENT_FORMATS)}")
-    vocab_file = out / "vocab.txt"
-    if wordpiece.vocab_file:
-        shutil.copyfile(wordpiece.vocab_file, vocab_file)
+    out = vocab_file.parent
+    if given:
+        shutil.copyfile(given, vocab_file)
     else:
-        WordPiece.train((s for d in documents["train"] for s in d), wordpiece.vocab_size, wordpiece.lowercase,
-                        vocab_file)
-    tokenizer = WordPiece(vocab_file, wordpiece.lowercase)
+        tokenizer_class.train((s for d in documents["train"] for s in d), settings.vocab_size, settings.lowercase,
+                              vocab_file)
+    tokenizer = tokenizer_class(vocab_file, settings.lowercase)
     for split, docs in documents.items():
         sentences = tokenizer.encode([s for d in docs for s in d])
         np.save(out / f"{split}.tokens.npy", np.concatenate(sentences).astype(np.int32))

@@ -8,7 +8,9 @@ symbol by decreasing count, ties in order of first appearance (`Counter.most_com
 from __future__ import annotations
 
 import collections
+import io
 import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +129,87 @@ class WordPiece:
     def word_starts(self) -> np.ndarray:
         """[vocab] True for pieces that begin a word (all but the `##` continuations)."""
         return np.asarray([not s.startswith("##") for s in self.symbols])
+
+
+# XLNet's specials: a model trained by `SentencePiece.train` (and XLNet's released spiece.model)
+# has <unk> 0, <s> 1, </s> 2, then these control symbols 3-7 and <eop> 8.
+SP_CONTROL = ["<cls>", "<sep>", "<pad>", "<mask>", "<eod>"]
+SP_USER_DEFINED = ["<eop>", ".", "(", ")", '"', "-", "–", "£", "€"]
+SP_UNDERLINE = "▁"
+# XLNet's `_is_start_piece`: punctuation pieces begin a word.
+SP_PUNCTUATION = set('!"#$%&"()*+,-./:;?@[\\]^_`{|}~')
+
+
+def xlnet_preprocess(text: str, lowercase: bool) -> str:
+    """XLNet's `preprocess_text`: collapse whitespace, `` and '' to ", strip accents (NFKD, then
+    drop combining marks), optionally lowercase."""
+    text = " ".join(text.strip().split()).replace("``", '"').replace("''", '"')
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return text.lower() if lowercase else text
+
+
+class SentencePiece:
+    """XLNet's SentencePiece tokenizer over a `.model` file (its released `spiece.model` or one
+    trained by `train`), with XLNet's text preprocessing and digit-comma rule (`prepro_utils`)."""
+
+    def __init__(self, model_file: Path, lowercase: bool):
+        import sentencepiece
+
+        self.processor = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+        self.lowercase = lowercase
+        self.symbols = [self.processor.id_to_piece(i) for i in range(self.processor.get_piece_size())]
+        index = {s: i for i, s in enumerate(self.symbols)}
+        missing = [s for s in SP_CONTROL + ["<unk>"] if s not in index]
+        if missing:
+            raise UserError(f"SentencePiece model {model_file} lacks {', '.join(missing)}; use XLNet's spiece.model "
+                            f"or leave data.sentencepiece.model_file empty to train one")
+        self.cls_id, self.sep_id, self.pad_id, self.mask_id, self.eod_id = (index[s] for s in SP_CONTROL)
+        self.unk_id = index["<unk>"]
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @staticmethod
+    def train(sentences, vocab_size: int, lowercase: bool, model_file: Path) -> None:
+        """Learns a unigram model of `vocab_size` pieces from an iterable of sentences as XLNet's README
+        does (character coverage 0.99995, its control and user-defined symbols); writes `model_file`."""
+        import sentencepiece
+
+        model = io.BytesIO()
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=(xlnet_preprocess(s, lowercase) for s in sentences), model_writer=model,
+            vocab_size=vocab_size, model_type="unigram", character_coverage=0.99995,
+            control_symbols=SP_CONTROL, user_defined_symbols=SP_USER_DEFINED, num_threads=1,
+            minloglevel=2, hard_vocab_limit=False)
+        Path(model_file).write_bytes(model.getvalue())
+
+    def pieces(self, text: str) -> list[str]:
+        """XLNet's `encode_pieces`: a piece ending in a comma after a digit ("1990,") is split
+        into the number's pieces and the comma."""
+        out = []
+        for piece in self.processor.encode(xlnet_preprocess(text, self.lowercase), out_type=str):
+            if len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit():
+                split = self.processor.encode(piece[:-1].replace(SP_UNDERLINE, ""), out_type=str)
+                if piece[0] != SP_UNDERLINE and split[0][0] == SP_UNDERLINE:
+                    split = split[1:] if len(split[0]) == 1 else [split[0][1:]] + split[1:]
+                out.extend(split + [","])
+            else:
+                out.append(piece)
+        return out
+
+    def encode(self, sentences: list[str]) -> list[np.ndarray]:
+        """Piece ids of each sentence, without special tokens; a word the corpus marks unknown
+        ([UNK], as `corpora` reads WikiText's <unk>) is <unk>."""
+        encoded = []
+        for sentence in sentences:
+            ids = []
+            for i, part in enumerate(sentence.split(WP_UNK)):
+                ids.extend([self.unk_id] if i else [])
+                ids.extend(self.processor.piece_to_id(p) for p in self.pieces(part) if part.strip())
+            encoded.append(np.asarray(ids, np.int32))
+        return encoded
+
+    def word_starts(self) -> np.ndarray:
+        """[vocab] True for pieces that begin a word (XLNet's `_is_start_piece`): "▁" or "<" first, or
+        a punctuation piece."""
+        return np.asarray([s.startswith((SP_UNDERLINE, "<")) or s in SP_PUNCTUATION for s in self.symbols])

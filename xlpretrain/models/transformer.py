@@ -195,21 +195,22 @@ class Block(nn.Module):
         norm_ff = layer_norm(c, "norm_ff")
         drop = nn.Dropout(c.dropout)
 
-        def before_attention(x):
+        def attention_input(x):
             return norm_attn(x) if c.pre_lnorm and x is not None else x
 
-        def after_attention(x, out):
-            x = x + drop(out, deterministic=deterministic)
-            x = x if c.pre_lnorm else norm_attn(x)
+        def residuals(x, attended):
+            """x + attention, then x + feed-forward, with the LayerNorms before (pre_lnorm) or after."""
             if c.pre_lnorm:
+                x = x + drop(attended, deterministic=deterministic)
                 return x + feed_forward(norm_ff(x), deterministic)
+            x = norm_attn(x + drop(attended, deterministic=deterministic))
             return norm_ff(x + feed_forward(x, deterministic))
 
-        out_h, out_g = attention(before_attention(h), before_attention(memory), visible, deterministic, relative,
-                                 before_attention(g), target_mapping, g_visible)
-        h = nn.with_logical_constraint(after_attention(h, out_h), ("batch", "length", "embed"))
+        out_h, out_g = attention(attention_input(h), attention_input(memory), visible, deterministic, relative,
+                                 attention_input(g), target_mapping, g_visible)
+        h = nn.with_logical_constraint(residuals(h, out_h), ("batch", "length", "embed"))
         if g is not None:
-            g = nn.with_logical_constraint(after_attention(g, out_g), ("batch", "targets", "embed"))
+            g = nn.with_logical_constraint(residuals(g, out_g), ("batch", "targets", "embed"))
         return h, g
 
 

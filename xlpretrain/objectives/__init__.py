@@ -2,7 +2,8 @@
 
 An objective is built from the whole config (`model.vocab_size` and `masking.mask_id` filled in
 from the data) and provides
-    data: "stream" (ordered token stream, data/stream.py) or "examples" (data/examples.py)
+    data: "stream" (ordered token stream, data/stream.py), "examples" (data/examples.py) or
+        "xlnet" (XLNet's examples that continue the memory, data/xlnet.py)
     init_params(rng) -> params (boxed with logical axis names)
     init_memory(batch_size) -> the state it carries between steps, and `memory_axes`, its logical axes
     loss(params, batch, memory, rng, train) -> (mean loss, (next memory, metrics)), where every metric
@@ -15,9 +16,10 @@ import ml_collections
 
 from xlpretrain.objectives.ar import CausalLM
 from xlpretrain.objectives.mlm import MaskedLM
+from xlpretrain.objectives.plm import PermutationLM
 from xlpretrain.objectives.rtd import ReplacedTokenDetection
 
-REGISTRY = {"ar": CausalLM, "mlm": MaskedLM, "rtd": ReplacedTokenDetection}
+REGISTRY = {"ar": CausalLM, "mlm": MaskedLM, "plm": PermutationLM, "rtd": ReplacedTokenDetection}
 
 
 def build(config: ml_collections.ConfigDict):

@@ -18,6 +18,7 @@ from xlpretrain import objectives, parallel
 from xlpretrain.data import corpora
 from xlpretrain.data.examples import ExampleStream, build_examples
 from xlpretrain.data.stream import OrderedStream
+from xlpretrain.data.xlnet import XLNetStream
 from xlpretrain.errors import UserError
 from xlpretrain.train import optim
 from xlpretrain.train.state import TrainState
@@ -33,9 +34,9 @@ class Experiment:
     def __init__(self, config: ml_collections.ConfigDict, with_data: bool = True):
         config = copy.deepcopy(config)
         config_lib.validate(config)
-        self.examples = objectives.REGISTRY[config.objective].data == "examples"
+        self.data = objectives.REGISTRY[config.objective].data
         self.corpus = self.documents = None
-        if with_data and self.examples:
+        if with_data and self.data != "stream":
             self.documents = corpora.load_documents(config.data)
             self._fill(config, "model.vocab_size", len(self.documents.tokenizer))
             self._fill(config, "masking.mask_id", self.documents.tokenizer.mask_id)
@@ -107,21 +108,26 @@ class Experiment:
         return jax.jit(step, in_shardings=(self.state_shardings, self.batch_sharding),
                        out_shardings=(self.state_shardings, None), donate_argnums=0)
 
-    def stream(self, split: str, section: str = "train") -> OrderedStream | ExampleStream:
+    def stream(self, split: str, section: str = "train") -> OrderedStream | ExampleStream | XLNetStream:
         """This host's part of `split`, cut by `config[section]`'s batch_size and tgt_len: columns
-        of the token stream, or rows of examples of tgt_len tokens for the encoder objectives."""
+        of the token stream, rows of examples of tgt_len tokens for the encoder objectives, or
+        XLNet's examples that continue each row's memory."""
         sizes = self.config[section]
-        if not self.examples:
-            return OrderedStream(self.corpus.splits[split], sizes.batch_size, sizes.tgt_len,
-                                 jax.process_index(), jax.process_count(), name=split)
+        host = (jax.process_index(), jax.process_count())
+        if self.data == "stream":
+            return OrderedStream(self.corpus.splits[split], sizes.batch_size, sizes.tgt_len, *host, name=split)
         settings = self.config.data.examples
+        if self.data == "xlnet":
+            model = self.config.model
+            return XLNetStream(self.documents.splits[split], self.documents.tokenizer, sizes.batch_size, sizes.tgt_len,
+                               model.reuse_len, model.bi_data, settings.seed, *host, name=split)
         key = (split, sizes.tgt_len)
         if key not in self._example_sets:
             self._example_sets[key] = build_examples(self.documents.splits[split], self.documents.tokenizer,
                                                      sizes.tgt_len, settings.next_sentence, settings.short_seq_prob,
                                                      settings.seed)
         return ExampleStream(self._example_sets[key], self.documents.tokenizer, sizes.batch_size, self.config.seed,
-                             jax.process_index(), jax.process_count(), settings.next_sentence, name=split)
+                             *host, settings.next_sentence, name=split)
 
     def report(self, summary: dict, split: str) -> dict:
         """A metrics line: bpc on character data, and on evaluation lines the true entropy rate when

@@ -13,13 +13,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-SCHEDULES = ("cosine", "linear")
+SCHEDULES = ("cosine", "linear", "linear_after_warmup")
 
 
 def learning_rate(train: ml_collections.ConfigDict) -> optax.Schedule:
     """0 -> train.lr over warmup_steps, then down to lr * min_lr_ratio at train.steps: along a
     cosine, or (`schedule="linear"`) along BERT's line lr * (1 - step / steps), which starts its
-    decay at step 0, so that it meets the warm-up ramp at warmup_steps."""
+    decay at step 0, so that it meets the warm-up ramp at warmup_steps, or ("linear_after_warmup")
+    along XLNet's line from lr at warmup_steps (its `polynomial_decay` of power 1)."""
     end = train.lr * train.min_lr_ratio
     if train.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=train.lr, warmup_steps=train.warmup_steps,
@@ -27,7 +28,8 @@ def learning_rate(train: ml_collections.ConfigDict) -> optax.Schedule:
 
     def linear(step):
         step = jnp.asarray(step, jnp.float32)
-        decayed = end + (train.lr - end) * (1.0 - step / train.steps)
+        start = train.warmup_steps if train.schedule == "linear_after_warmup" else 0
+        decayed = end + (train.lr - end) * (1.0 - (step - start) / (train.steps - start))
         return jnp.where(step < train.warmup_steps, train.lr * step / max(train.warmup_steps, 1), decayed)
 
     return linear
