@@ -56,6 +56,20 @@ def test_bad_configs_get_one_line_errors(overrides, message):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["model.reuse_len=126"], r"model.reuse_len=126 must be in \[1, train.tgt_len - 4 = 124\]"),
+    (["plm.perm_size=48"], "plm.perm_size=48 must divide both halves of train.tgt_len=128"),
+    (["plm.partial_k=0.5"], "256 targets per sequence do not fit the halves"),
+    (["train.batch_size=15"], "train.batch_size=15 must be even"),
+    (["data.tokenizer='wordpiece'"], "set data.tokenizer='sentencepiece'"),
+    (["model.flavor='bert'"], "set model.flavor='xlnet'"),
+])
+def test_bad_xlnet_configs_get_one_line_errors(overrides, message):
+    config = config_lib.override(config_lib.load(str(REPO / "configs" / "xlnet" / "base.py") + ":cpu"), overrides)
+    with pytest.raises(UserError, match=message):
+        config_lib.validate(config)
+
+
 def test_command_line_errors_are_one_line_without_traceback(tmp_path, cache_dir):
     """The command prints `xlpretrain: error: ...` and exits with 2: for an unknown key, and for a
     batch that does not divide over the devices (3 fake CPU devices here)."""

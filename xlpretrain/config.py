@@ -348,7 +348,7 @@ def _validate_plm(config: ml_collections.ConfigDict) -> None:
         length, batch = config[where].tgt_len, config[where].batch_size
         first, second = model.reuse_len, length - model.reuse_len
         _require(0 < model.reuse_len < length - 3,
-                 f"model.reuse_len={model.reuse_len} must be in [1, {where}.tgt_len - 3 = {length - 3}]; "
+                 f"model.reuse_len={model.reuse_len} must be in [1, {where}.tgt_len - 4 = {length - 4}]; "
                  f"XLNet uses tgt_len / 2")
         _require(first % plm.perm_size == 0 and second % plm.perm_size == 0,
                  f"plm.perm_size={plm.perm_size} must divide both halves of {where}.tgt_len={length} "
