@@ -18,7 +18,8 @@ Expected:  `params` prints 116,750,336 = the transformer 116,718,336 + lm_loss.b
            count of HuggingFace's XLNetLMHeadModel (xlnet-base-cased config; 116.75M in the
            reference). cpu variant: PLM loss 6.206 valid (target accuracy 0.077), 6.156 test
            (0.082); the train split's unigram entropy is 6.38 nats, so 300 steps learn little
-           beyond piece frequencies.
+           beyond piece frequencies. With --config.train.steps=1500 (45 min 31 s): valid 4.798
+           (0.265), test 4.728 (0.271).
 """
 
 from xlpretrain.config import defaults, xlnet_cpu_variant, xlnet_model, xlnet_pretraining
