@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import TransfoXLConfig, TransfoXLLMHeadModel
 
+from hf_oracle import randomize, shapes, state_of
 from xlpretrain.convert.transfo_xl import from_hf_state_dict
 from xlpretrain.models.attention import rel_shift
 from xlpretrain.models.positions import relative_distances
@@ -42,20 +43,27 @@ def run_segments(config, params, segments):
     dict(mem_len=3, clamp_len=2, same_length=True, untie_r=True),
     dict(pre_lnorm=True, mem_len=8, same_length=True),
     dict(mem_len=0),
-], ids=["default", "short-mem-clamp-same-untie", "pre-lnorm", "no-memory"])
+    dict(cutoffs=(10, 30), tie_projs=(False, True, True)),
+    dict(cutoffs=(10, 30), div_val=2, tie_projs=(False, True, True), untie_r=True),
+    dict(cutoffs=(20,), d_embed=16, tie_projs=(True, False)),
+], ids=["default", "short-mem-clamp-same-untie", "pre-lnorm", "no-memory", "adaptive", "adaptive-div2-tied-tails",
+        "adaptive-projected"])
 def test_matches_huggingface_transfo_xl(overrides):
     """Same weights, same tokens: log-probabilities of three consecutive segments (memory carried
-    from an empty start, as the official PyTorch code) agree with HuggingFace's TransfoXLLMHeadModel."""
+    from an empty start, as the official PyTorch code) agree with HuggingFace's TransfoXLLMHeadModel,
+    whose random weights (adaptive softmax included: bins, projections, clusters) are imported."""
     config = dataclasses.replace(SMALL, **overrides)
-    torch.manual_seed(0)
-    hf = TransfoXLLMHeadModel(TransfoXLConfig(
-        vocab_size=config.vocab_size, cutoffs=[], adaptive=False, div_val=1, d_model=config.d_model,
-        d_embed=config.d_model, n_head=config.n_head, d_head=config.d_head, d_inner=config.d_inner,
-        n_layer=config.n_layer, mem_len=config.mem_len, clamp_len=config.clamp_len,
-        same_length=config.same_length, untie_r=config.untie_r, pre_lnorm=config.pre_lnorm,
-        dropout=0.0, dropatt=0.0)).eval()
-    params = jax.tree.map(jnp.asarray, from_hf_state_dict(
-        {k: v.numpy() for k, v in hf.state_dict().items()}, config))
+    hf_config = TransfoXLConfig(
+        vocab_size=config.vocab_size, cutoffs=list(config.cutoffs), adaptive=bool(config.cutoffs),
+        div_val=config.div_val, d_model=config.d_model, d_embed=config.embed_size, n_head=config.n_head,
+        d_head=config.d_head, d_inner=config.d_inner, n_layer=config.n_layer, mem_len=config.mem_len,
+        clamp_len=config.clamp_len, same_length=config.same_length, untie_r=config.untie_r,
+        pre_lnorm=config.pre_lnorm, dropout=0.0, dropatt=0.0)
+    hf_config.tie_projs = list(config.tie_projs) or [False]
+    hf = randomize(TransfoXLLMHeadModel(hf_config))
+    params = jax.tree.map(jnp.asarray, from_hf_state_dict(state_of(hf), config))
+    assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, shapes(
+        TransformerXL(config), jnp.zeros((1, 1), jnp.int32), Memory.empty(config, 1)))
 
     rng = np.random.default_rng(0)
     segments = [rng.integers(0, config.vocab_size, size=(3, 4)) for _ in range(3)]

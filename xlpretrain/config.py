@@ -69,6 +69,15 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.n_token_types = 0
     c.model.d_embed = 0            # 0: d_model
     c.model.activation = "relu"
+    # Adaptive input and softmax (Transformer-XL's wt103 and lm1b): vocabulary bins cut at `cutoffs`
+    # (ids are frequency-sorted), bin i of width d_embed // div_val**i; tie_projs[i]: bin i's output
+    # projection is its input projection; proj_same_dim=False: no projection between equal widths
+    # (the TF code's lm1b); projections are initialised N(0, proj_init_std).
+    c.model.cutoffs = ()
+    c.model.div_val = 1
+    c.model.tie_projs = ()
+    c.model.proj_same_dim = True
+    c.model.proj_init_std = 0.01
     c.model.layer_norm_eps = 1e-5
     c.model.flavor = "transformer_xl"
     # XLNet (flavor="xlnet", objective plm): the first reuse_len positions of a segment are cached
@@ -320,7 +329,25 @@ def for_eval(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def model_config(config: ml_collections.ConfigDict) -> TransformerXLConfig:
     """The backbone's frozen config from `config.model` (vocab_size must be filled in)."""
-    return TransformerXLConfig(**config.model.to_dict())
+    fields = config.model.to_dict()
+    return TransformerXLConfig(**dict(fields, cutoffs=tuple(fields["cutoffs"]), tie_projs=tuple(fields["tie_projs"])))
+
+
+def check_cutoffs(model: ml_collections.ConfigDict) -> None:
+    """The adaptive softmax's settings, against the vocabulary size once it is known."""
+    cutoffs = list(model.cutoffs)
+    _require(all(isinstance(c, int) for c in cutoffs) and all(a < b for a, b in zip([0] + cutoffs, cutoffs)),
+             f"model.cutoffs must be increasing positive word ids, got {cutoffs}")
+    _require(model.vocab_size is None or not cutoffs or cutoffs[-1] < model.vocab_size,
+             f"model.cutoffs {cutoffs} must end below the vocabulary size {model.vocab_size}")
+    _require(model.div_val >= 1, f"model.div_val must be >= 1, got {model.div_val}")
+    _require((not cutoffs and model.div_val == 1) or model.flavor == "transformer_xl",
+             "model.cutoffs and model.div_val (adaptive softmax) are Transformer-XL's; use them with "
+             "model.flavor='transformer_xl'")
+    _require(len(model.tie_projs) <= len(cutoffs) + 1,
+             f"model.tie_projs has {len(model.tie_projs)} entries for {len(cutoffs) + 1} bins")
+    _require((model.d_embed or model.d_model) // model.div_val ** len(cutoffs) >= 1,
+             f"model.div_val={model.div_val} leaves the last of {len(cutoffs) + 1} bins with no width")
 
 
 def signature(config: ml_collections.ConfigDict) -> dict:
@@ -402,6 +429,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for name, allowed in (("positions", POSITIONS), ("flavor", FLAVORS), ("activation", tuple(ACTIVATIONS))):
         _require(model[name] in allowed, f"model.{name} {model[name]!r} is not one of {', '.join(allowed)}")
     _require(model.d_embed >= 0, f"model.d_embed must be >= 0 (0: d_model), got {model.d_embed}")
+    check_cutoffs(model)
     _require(model.positions == "relative" or (model.mem_len == 0 and config.eval.mem_len == 0),
              "absolute positions cannot be carried over a memory; set model.mem_len=0 and eval.mem_len=0")
     if model.positions == "absolute":

@@ -1,8 +1,11 @@
-"""HuggingFace `TransfoXLLMHeadModel` weights -> xlpretrain `TransformerXL` params.
+"""Transformer-XL weights of the official code's layout -> xlpretrain `TransformerXL` params.
 
-HuggingFace's port keeps the official PyTorch code's module layout, so this also documents how the
-official weights map onto ours. Only the tied full softmax (no cutoffs, d_embed = d_model) is
-covered; models with adaptive input/softmax need `models/softmax.py` to grow those layers first.
+`from_hf_state_dict` reads HuggingFace's `TransfoXLLMHeadModel` (the `transfo-xl-wt103` release),
+which keeps the official PyTorch code's module names: `transformer.word_emb` is the
+`AdaptiveEmbedding` (`emb_layers.i`, `emb_projs.i`), `crit` the `ProjectedAdaptiveLogSoftmax`
+(`out_layers.i` tied to the embedding tables, `out_projs.i`, `cluster_weight`/`cluster_bias` in
+the PyTorch order), `qkv_net` one [3 * heads * head_dim, d_model] matrix. A checkpoint whose output
+tables are not the embedding tables is refused: xlpretrain always ties them.
 """
 
 from collections.abc import Mapping
@@ -10,22 +13,44 @@ from collections.abc import Mapping
 import numpy as np
 
 from xlpretrain.errors import UserError
+from xlpretrain.models.softmax import bins
 from xlpretrain.models.transformer import TransformerXLConfig
+
+
+def _vocab_params(state: Mapping[str, np.ndarray], config: TransformerXLConfig) -> dict:
+    emb, crit = "transformer.word_emb.", "crit."
+    layers = bins(config.vocab_size, config.embed_size, config.d_model, config.cutoffs, config.div_val,
+                  config.tie_projs, config.proj_same_dim)
+    tables = range(1) if config.div_val == 1 else range(len(layers))
+    vocab = {}
+    for i in tables:
+        table = state[f"{emb}emb_layers.{i}.weight"]
+        output = state.get(f"{crit}out_layers.{i}.weight", table)
+        if not np.array_equal(output, table):
+            raise UserError(f"{crit}out_layers.{i}.weight differs from the embedding table; xlpretrain ties them")
+        vocab["embedding" if config.div_val == 1 else f"embedding_{i}"] = table
+    vocab["bias"] = np.concatenate([state[f"{crit}out_layers.{i}.bias"] for i in tables])
+    for i, layer in enumerate(layers):
+        if layer.emb_proj:
+            vocab[layer.emb_proj] = state[f"{emb}emb_projs.{i if config.div_val > 1 else 0}"]
+        if layer.out_proj == layer.emb_proj or layer.out_proj == "emb_proj_0":  # tied (tie_projs[i])
+            if f"{crit}out_projs.{i}" in state and not np.array_equal(state[f"{crit}out_projs.{i}"], vocab[layer.out_proj]):
+                raise UserError(f"{crit}out_projs.{i} is not the input projection, but model.tie_projs[{i}] ties them")
+        elif layer.out_proj:
+            vocab[layer.out_proj] = state[f"{crit}out_projs.{i}"]
+    if len(layers) > 1:
+        vocab["cluster_weight"], vocab["cluster_bias"] = state[crit + "cluster_weight"], state[crit + "cluster_bias"]
+    return vocab
 
 
 def from_hf_state_dict(state: Mapping[str, np.ndarray], config: TransformerXLConfig) -> dict:
     """`state`: parameter name -> array, as `{k: v.numpy() for k, v in model.state_dict().items()}`."""
-    if "crit.cluster_weight" in state or "transformer.word_emb.emb_projs.0" in state:
-        raise UserError("this checkpoint uses an adaptive softmax, which xlpretrain cannot load yet")
     h, e, d = config.n_head, config.d_head, config.d_model
+    params = {"embed": {"vocab": _vocab_params(state, config)}}
 
     def bias_pair(prefix):
         return state[prefix + "r_w_bias"], state[prefix + "r_r_bias"]
 
-    params = {
-        "embed": {"vocab": {"embedding": state["transformer.word_emb.emb_layers.0.weight"],
-                            "bias": state["crit.out_layers.0.bias"]}},
-    }
     if config.untie_r:
         pairs = [bias_pair(f"transformer.layers.{i}.dec_attn.") for i in range(config.n_layer)]
         params["r_w_bias"] = np.stack([w for w, _ in pairs])

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from xlpretrain.models.attention import Attention, RelativeTerms
 from xlpretrain.models.positions import relative_distances, sinusoid
-from xlpretrain.models.softmax import TiedSoftmax
+from xlpretrain.models.softmax import AdaptiveSoftmax
 
 FLAVORS = ("transformer_xl", "bert", "xlnet")
 POSITIONS = ("relative", "absolute")
@@ -68,6 +68,14 @@ class TransformerXLConfig:
     max_positions: int = 512
     n_token_types: int = 0     # segment (token-type) embeddings; BERT: 2
     d_embed: int = 0           # embedding size; 0: d_model; else projected to d_model (ELECTRA-Small: 128)
+    # Transformer-XL's adaptive input and softmax (models/softmax.py): vocabulary bins cut at
+    # `cutoffs`, bin i of width d_embed // div_val**i, tie_projs[i] ties bin i's output projection
+    # to its input one; proj_same_dim=False (the TF code's lm1b) drops projections between equal widths.
+    cutoffs: tuple = ()
+    div_val: int = 1
+    tie_projs: tuple = ()
+    proj_same_dim: bool = True
+    proj_init_std: float = 0.01
     activation: str = "relu"   # feed-forward: relu, gelu (erf) or gelu_tanh
     layer_norm_eps: float = 1e-5
     flavor: str = "transformer_xl"  # or "bert", "xlnet": the block details of the original code (module docstring)
@@ -77,6 +85,12 @@ class TransformerXLConfig:
     @property
     def embed_size(self) -> int:
         return self.d_embed or self.d_model
+
+    @property
+    def projects_embeddings(self) -> bool:
+        """BERT/ELECTRA's dense `project` from embed_size to d_model after the embedding (Transformer-XL
+        projects inside the vocabulary layer instead, without a bias)."""
+        return self.flavor != "transformer_xl" and self.embed_size != self.d_model
 
     @property
     def bert(self) -> bool:
@@ -215,9 +229,10 @@ class Block(nn.Module):
 
 
 class Embeddings(nn.Module):
-    """Tokens [batch, length] (and token types) -> input vectors [batch, length, embed_size].
+    """Tokens [batch, length] (and token types) -> input vectors [batch, length, d].
 
-    Transformer-XL: the token vector scaled by sqrt(d_model); XLNet: unscaled. BERT: token + token
+    Transformer-XL: the (adaptive) token vector, projected to d = d_model and scaled by sqrt(d_model);
+    XLNet: unscaled. d = embed_size for BERT and XLNet. BERT: token + token
     type + absolute position, then a LayerNorm. Dropout follows either. `vocab` also serves the tied output softmax.
     A separate module so that ELECTRA's generator and discriminator can share it.
     """
@@ -227,7 +242,11 @@ class Embeddings(nn.Module):
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.init_std)
-        self.vocab = TiedSoftmax(c.vocab_size, c.embed_size, c.init_std, scale=c.flavor == "transformer_xl")
+        txl = c.flavor == "transformer_xl"
+        self.vocab = AdaptiveSoftmax(c.vocab_size, c.embed_size, c.d_model if txl else c.embed_size, c.init_std,
+                                     scale=txl, cutoffs=tuple(c.cutoffs), div_val=c.div_val,
+                                     tie_projs=tuple(c.tie_projs), proj_same_dim=c.proj_same_dim,
+                                     proj_init_std=c.proj_init_std)
         if c.positions == "absolute":
             self.position = self.param("position", nn.with_logical_partitioning(init, ("positions", "embed")),
                                        (c.max_positions, c.embed_size))
@@ -283,7 +302,7 @@ class TransformerXL(nn.Module):
     def setup(self):
         c = self.config
         self.embed = Embeddings(c) if self.embeddings is None else self.embeddings
-        if c.embed_size != c.d_model:  # ELECTRA's embeddings_project, applied after the embedding dropout
+        if c.projects_embeddings:  # ELECTRA's embeddings_project, applied after the embedding dropout
             self.project = dense(c.d_model, c.init_std, ("embedding", "embed"), "project")
         if c.positions == "relative":
             shape, axes = ((c.n_layer, c.n_head, c.d_head), ("layers", "heads", "head_dim")) if c.untie_r \
@@ -322,7 +341,7 @@ class TransformerXL(nn.Module):
         if token_types is None:
             token_types = jnp.zeros(tokens.shape, jnp.int32)
         h = self.embed(tokens, token_types, deterministic)
-        if c.embed_size != c.d_model:
+        if c.projects_embeddings:
             h = self.project(h)
         if input_valid is None:
             input_valid = jnp.ones(tokens.shape, bool)
@@ -357,9 +376,11 @@ class TransformerXL(nn.Module):
         return out, memory.push(cached)
 
     def nll(self, hidden, targets):
-        """[batch, length, embed_size] hidden states, [batch, length] targets -> NLL in nats [batch, length]."""
+        """[batch, length, d] hidden states, [batch, length] targets -> NLL in nats [batch, length]
+        (d: d_model for Transformer-XL, embed_size for the encoders' heads)."""
         return self.embed.vocab.nll(hidden, targets)
 
     def logits(self, hidden):
-        """[batch, length, embed_size] -> [batch, length, vocab], against the tied embedding table."""
+        """[batch, length, d] -> [batch, length, vocab] scores against the tied tables (softmax gives
+        the model's distribution)."""
         return self.embed.vocab.logits(hidden)

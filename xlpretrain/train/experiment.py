@@ -43,6 +43,7 @@ class Experiment:
         elif with_data:
             self.corpus = corpora.load(config.data)
             self._fill(config, "model.vocab_size", len(self.corpus.vocab))
+            config_lib.check_cutoffs(config.model)
         elif config.model.vocab_size is None:
             raise UserError("model.vocab_size is not set; set it, or give the data it is taken from")
         self.config = config
