@@ -51,7 +51,7 @@ def test_overrides_parse_values_and_reject_unknown_keys():
     (["model.cutoffs=[200, 100]"], r"model.cutoffs must be increasing positive word ids, got \[200, 100\]"),
     (["model.cutoffs=[100]", "model.vocab_size=100"], r"model.cutoffs \[100\] must end below the vocabulary size 100"),
     (["model.cutoffs=[10, 20]", "model.tie_projs=[True, True, True, True]"], "model.tie_projs has 4 entries for 3 bins"),
-    (["model.cutoffs=[10]", "model.flavor='bert'"], "adaptive softmax\) are Transformer-XL's"),
+    (["model.cutoffs=[10]", "model.flavor='bert'"], r"adaptive softmax\) are Transformer-XL's"),
     (["model.cutoffs=[10, 20]", "model.div_val=64", "model.d_model=64", "model.d_head=16"],
      "model.div_val=64 leaves the last of 3 bins with no width"),
 ])

@@ -76,7 +76,7 @@ def test_unknown_tokens_map_to_unk_or_fail(tmp_path, cache_dir):
     assert corpus.splits["valid"].tolist() == [corpus.vocab.index["a"], unk, corpus.vocab.index[EOS]]
 
     (tmp_path / "train.txt").write_text("a b a\n")
-    with pytest.raises(UserError, match="valid split .* 1 symbol types not in the training vocabulary .*'zebra'"):
+    with pytest.raises(UserError, match="valid split .* 1 symbol types not in the vocabulary .*'zebra'"):
         corpora.load(text_data(tmp_path, cache_dir))
 
 

@@ -2,10 +2,13 @@
 
     xlpretrain train  --config configs/quickstart.py --workdir DIR [--restart] [--config.KEY=VALUE ...]
     xlpretrain eval   --workdir DIR [--split test] [--step N] [--config.eval.mem_len=640 ...]
+    xlpretrain eval   --hf DIR --config PATH [--split test] [--config.KEY=VALUE ...]
     xlpretrain params --config PATH [--config.KEY=VALUE ...]
     xlpretrain bench  --config PATH [--steps N] [--config.KEY=VALUE ...]
     xlpretrain convert import --hf DIR [--generator DIR] --config PATH --workdir OUT [--config.KEY=VALUE ...]
     xlpretrain convert export --workdir DIR --hf OUT [--step N]
+    xlpretrain data download NAME --dir DIR        (NAME: wt103, wt2, ptb, enwik8, text8, lm1b)
+    xlpretrain data prepare NAME --src DIR [--cache DIR] [--config.data.KEY=VALUE ...]   (NAME: a data.corpus)
 
 `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides any config field; unknown keys are errors.
 """
@@ -52,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--restart", action="store_true",
                        help="start over in a workdir holding another run (the old one is moved to previous/)")
     evaluate = commands.add_parser("eval", help="evaluate a run's checkpoint with the evaluation protocol")
-    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--workdir", help="the run to evaluate")
+    evaluate.add_argument("--hf", help="instead: a released Transformer-XL (HuggingFace TransfoXLLMHeadModel + vocab.pkl)")
+    evaluate.add_argument("--config", help="with --hf: the config whose model and evaluation settings to use")
     evaluate.add_argument("--split", default="test", choices=("valid", "test"))
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: best valid loss)")
     params = commands.add_parser("params", help="print the exact parameter count of a config, with its parts")
@@ -67,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--config", help="import: the config of the run the weights go into")
     convert.add_argument("--workdir", required=True)
     convert.add_argument("--step", type=int, default=None, help="export: checkpoint step (default: the latest)")
+    data = commands.add_parser("data", help="download a benchmark corpus, or tokenize one into the cache")
+    actions = data.add_subparsers(dest="action", required=True)
+    download = actions.add_parser("download", help="download a benchmark's original files into --dir, SHA-256 checked")
+    download.add_argument("name", help="wt103, wt2, ptb, enwik8, text8 or lm1b")
+    download.add_argument("--dir", required=True, help="where the files go: the data.dir of runs on this corpus")
+    prepare = actions.add_parser("prepare", help="tokenize a corpus into the cache and print its sizes")
+    prepare.add_argument("name", help="a data.corpus: wt103, wt2, ptb, enwik8, text8, lm1b, text or tfds:NAME")
+    prepare.add_argument("--src", required=True, help="the folder holding the corpus (data.dir)")
+    prepare.add_argument("--cache", default="", help="the cache (data.cache_dir; default $XLPRETRAIN_CACHE or ~/.cache)")
     return parser
 
 
@@ -82,8 +96,15 @@ def run(argv: list[str]) -> None:
         from xlpretrain.train.loop import train
         train(_config(args.config, overrides), args.workdir, restart=args.restart)
     elif args.command == "eval":
-        from xlpretrain.train.evaluate import evaluate_workdir
-        evaluate_workdir(args.workdir, args.split, args.step, overrides)
+        from xlpretrain.train import evaluate
+        if (args.workdir is None) == (args.hf is None):
+            raise UserError("eval needs either --workdir (a run) or --hf with --config (released weights)")
+        if args.hf is None:
+            evaluate.evaluate_workdir(args.workdir, args.split, args.step, overrides)
+        elif args.config is None:
+            raise UserError("eval --hf needs --config, e.g. configs/transformer_xl/wt103_large.py")
+        else:
+            evaluate.evaluate_release(args.hf, _config(args.config, overrides), args.split)
     elif args.command == "params":
         from xlpretrain.train.experiment import Experiment
         config = _config(args.config, overrides)
@@ -97,6 +118,12 @@ def run(argv: list[str]) -> None:
             raise UserError("convert import needs --config, the config of the run the weights go into")
         else:
             checkpoints.import_checkpoint(args.hf, args.generator, _config(args.config, overrides), args.workdir)
+    elif args.command == "data":
+        from xlpretrain.data import download
+        if args.action == "download":
+            download.download(args.name, args.dir)
+        else:
+            print(download.prepare(args.name, args.src, args.cache, overrides))
     elif args.command == "bench":
         from xlpretrain.train.bench import bench
         print(json.dumps(bench(_config(args.config, overrides), args.steps)))

@@ -18,13 +18,13 @@ from typing import Iterable
 
 import ml_collections
 
-from xlpretrain.data.corpora import DOCUMENT_FORMATS
+from xlpretrain.data.corpora import DOCUMENT_FORMATS, NAMED_CORPORA, TFDS_PREFIX, WORD_CORPORA
 from xlpretrain.errors import UserError
 from xlpretrain.models.transformer import ACTIVATIONS, FLAVORS, POSITIONS, TransformerXLConfig
 
 LEVELS = ("word", "char", "byte")
 TOKENIZERS = ("wordpiece", "sentencepiece")
-CORPORA = ("quickstart", "text")
+CORPORA = ("quickstart", "text") + NAMED_CORPORA
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -34,11 +34,18 @@ def defaults() -> ml_collections.ConfigDict:
     c.objective = "ar"
 
     c.data = ml_collections.ConfigDict()
-    c.data.corpus = "text"         # "text": the files below; "quickstart": the built-in language
-    c.data.dir = ""
-    c.data.train, c.data.valid, c.data.test = "train.txt", "valid.txt", "test.txt"
-    c.data.level = "word"          # "word" (whitespace tokens), "char" or "byte"
-    c.data.eos = True              # end every line with <eos> (official WikiText/PTB reading)
+    # "text": the files below; "quickstart": the built-in language; wt103, wt2, ptb, enwik8, text8,
+    # lm1b: the benchmark, read as the official Transformer-XL code reads it (data/corpora.py);
+    # "tfds:NAME" (e.g. tfds:wiki40b/en): a TFDS dataset prepared as array_record in data.dir.
+    c.data.corpus = "text"
+    c.data.dir = ""                # the folder holding the corpus (`xlpretrain data download NAME --dir DIR`)
+    c.data.train, c.data.valid, c.data.test = "", "", ""  # file names in data.dir; "": the corpus's usual ones
+    c.data.level = "word"          # text and tfds: "word" (whitespace tokens), "char" or "byte"
+    c.data.eos = True              # text and tfds: end every line (example) with <eos> (official WikiText/PTB reading)
+    c.data.tfds_text_key = "text"  # tfds: the feature holding the text
+    # text, wt103, wt2, ptb: read the words with this word list (its order is the ids) instead of
+    # counting one: a Transformer-XL release's vocab.pkl, or a text file of one word per line
+    c.data.vocab_file = ""
     c.data.cache_dir = ""          # prepared corpora; default $XLPRETRAIN_CACHE or ~/.cache/xlpretrain
     c.data.quickstart = ml_collections.ConfigDict(
         dict(seed=0, train_tokens=2_000_000, valid_tokens=100_000, test_tokens=100_000))
@@ -252,8 +259,13 @@ def load(spec: str) -> ml_collections.ConfigDict:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-    """Reads back the `config.json` a run wrote into its workdir."""
-    return ml_collections.ConfigDict(json.loads(text))
+    """Reads back the `config.json` a run wrote into its workdir; keys added to the defaults since
+    the run was written take their default values."""
+    def merge(base: dict, saved: dict) -> dict:
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in saved.items()}}
+
+    return ml_collections.ConfigDict(merge(defaults().to_dict(), json.loads(text)))
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
@@ -351,15 +363,16 @@ def check_cutoffs(model: ml_collections.ConfigDict) -> None:
 
 
 def signature(config: ml_collections.ConfigDict) -> dict:
-    """What a checkpoint depends on: the model, the data, and the shapes of the carried memory.
-    A workdir may be resumed with a config that changes anything else (steps, learning rate, ...)."""
-    return {
+    """What a checkpoint depends on: the model, the data, and the shapes of the carried memory, as
+    JSON values (a tuple and the list config.json holds are the same). A workdir may be resumed
+    with a config that changes anything else (steps, learning rate, ...)."""
+    return json.loads(json.dumps({
         "objective": config.objective,
         "model": config.model.to_dict(),
         "data": config.data.to_dict(),
         "train.batch_size": config.train.batch_size,
         "rtd": config.rtd.to_dict() if config.objective == "rtd" else None,
-    }
+    }))
 
 
 def _validate_plm(config: ml_collections.ConfigDict) -> None:
@@ -395,6 +408,21 @@ def _require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
+def validate_data(data: ml_collections.ConfigDict) -> None:
+    """Raises UserError naming the fix for the first problem found in the `data` section."""
+    _require(data.corpus in CORPORA or (data.corpus.startswith(TFDS_PREFIX) and len(data.corpus) > len(TFDS_PREFIX)),
+             f"data.corpus {data.corpus!r} is not one of {', '.join(CORPORA)} or {TFDS_PREFIX}NAME")
+    _require(data.level in LEVELS, f"data.level {data.level!r} is not one of {', '.join(LEVELS)}")
+    _require(data.documents in DOCUMENT_FORMATS,
+             f"data.documents {data.documents!r} is not one of {', '.join(DOCUMENT_FORMATS)}")
+    _require(data.tokenizer in TOKENIZERS, f"data.tokenizer {data.tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
+    _require(not data.vocab_file or data.corpus in ("text", *WORD_CORPORA),
+             f"data.vocab_file is read by the word corpora text, {', '.join(WORD_CORPORA)}, not by {data.corpus}; "
+             f"leave it empty")
+    _require(not data.corpus.startswith(TFDS_PREFIX) or data.get("tfds_text_key"),
+             "data.tfds_text_key must name the TFDS feature that holds the text")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises UserError naming the fix for the first problem found in `config`."""
     for section in ("data", "model", "train", "eval", "mesh", "masking", "rtd", "plm"):
@@ -405,14 +433,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     encoder = REGISTRY[config.objective].data == "examples"  # bidirectional, fed with data/examples.py
     documents = REGISTRY[config.objective].data != "stream"  # read with load_documents
 
-    data = config.data
-    _require(data.corpus in CORPORA, f"data.corpus {data.corpus!r} is not one of {', '.join(CORPORA)}")
-    _require(data.level in LEVELS, f"data.level {data.level!r} is not one of {', '.join(LEVELS)}")
-    _require(data.documents in DOCUMENT_FORMATS,
-             f"data.documents {data.documents!r} is not one of {', '.join(DOCUMENT_FORMATS)}")
-    _require(not documents or data.corpus == "text",
+    validate_data(config.data)
+    _require(not documents or config.data.corpus == "text",
              f"objective {config.objective!r} reads documents from text files; set data.corpus='text' and data.dir")
-    _require(data.tokenizer in TOKENIZERS, f"data.tokenizer {data.tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
 
     model = config.model
     known = {f.name for f in dataclasses.fields(TransformerXLConfig)}

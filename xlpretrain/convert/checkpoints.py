@@ -9,6 +9,10 @@
         differs from the hidden size), `rtd` runs as the discriminator alone (ElectraForPreTraining),
         and its generator in DIR/generator; `plm` runs as XLNetLMHeadModel.
 
+An `ar` run imports HuggingFace's `TransfoXLLMHeadModel` (the released Transformer-XL, e.g.
+`transfo-xl-wt103`) with its vocabulary (`vocab.pkl`), which becomes the run's `data.vocab_file`
+so that the corpus is read with the release's word ids.
+
 A HuggingFace directory holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, which
 needs torch to read). ElectraForPreTraining imports into an `rtd` run together with its generator
 (`--generator`, an ElectraForMaskedLM directory), whose embeddings must equal the discriminator's.
@@ -16,6 +20,7 @@ needs torch to read). ElectraForPreTraining imports into an `rtd` run together w
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -24,7 +29,9 @@ import ml_collections
 import numpy as np
 
 from xlpretrain import config as config_lib
-from xlpretrain.convert import hf_bert, hf_xlnet
+from xlpretrain.convert import hf_bert, hf_xlnet, transfo_xl
+from xlpretrain.data.corpora import WORD_CORPORA
+from xlpretrain.data.vocab import Vocab
 from xlpretrain.errors import UserError
 from xlpretrain.objectives.rtd import generator_config
 from xlpretrain.train.checkpoint import Checkpoints
@@ -55,8 +62,11 @@ def read_hf(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def _architecture(hf_config: dict) -> str:
-    names = hf_config.get("architectures") or ["?"]
-    known = ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM", "ElectraForPreTraining", "XLNetLMHeadModel")
+    # transformers' converter of the authors' TF checkpoints writes a config.json without architectures
+    unnamed = ["TransfoXLLMHeadModel"] if hf_config.get("model_type") == "transfo-xl" else ["?"]
+    names = hf_config.get("architectures") or unnamed
+    known = ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM", "ElectraForPreTraining", "XLNetLMHeadModel",
+             "TransfoXLLMHeadModel")
     if names[0] not in known:
         raise UserError(f"cannot import a {names[0]}; xlpretrain imports {', '.join(known)}")
     return names[0]
@@ -123,17 +133,35 @@ def _entries(exp: Experiment, architecture: str) -> list[hf_bert.Entry]:
     return hf_bert.masked_lm_entries(architecture, model.n_layer, projected, exp.config.data.examples.next_sentence)
 
 
-def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collections.ConfigDict, workdir: str) -> None:
-    exp = Experiment(config, with_data=False)
+def transfo_xl_params(hf_dir: str, exp: Experiment) -> dict:
+    """The params of an `ar` run from a HuggingFace `TransfoXLLMHeadModel` directory (the released
+    Transformer-XL), after checking its config.json against the run's model."""
     hf_config, state = read_hf(hf_dir)
-    architecture = _architecture(hf_config)
-    objective = exp.config.objective
+    _wanted(_architecture(hf_config), exp.config.objective)
+    model = config_lib.model_config(exp.config)
+    transfo_xl.check_config(hf_config, model)
+    return transfo_xl.from_hf_state_dict(state, model)
+
+
+def _wanted(architecture: str, objective: str) -> None:
     wanted = {"mlm": ("BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM"), "rtd": ("ElectraForPreTraining",),
-              "plm": ("XLNetLMHeadModel",)}
+              "plm": ("XLNetLMHeadModel",), "ar": ("TransfoXLLMHeadModel",)}
     if architecture not in wanted.get(objective, ()):
         right = next(name for name, architectures in wanted.items() if architecture in architectures)
         raise UserError(f"a {architecture} does not import into an {objective!r} run; use a config whose objective "
                         f"is {right}")
+
+
+def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collections.ConfigDict, workdir: str) -> None:
+    if config.objective == "ar":
+        config = with_release_vocabulary(config, hf_dir)
+        exp = Experiment(config, with_data=False)
+        return _write_workdir(exp, transfo_xl_params(hf_dir, exp), Path(workdir))
+    exp = Experiment(config, with_data=False)
+    hf_config, state = read_hf(hf_dir)
+    architecture = _architecture(hf_config)
+    objective = exp.config.objective
+    _wanted(architecture, objective)
     model = config_lib.model_config(exp.config)
     _check_model(hf_config, model)
     if objective == "mlm" and (architecture == "BertForPreTraining") != exp.config.data.examples.next_sentence:
@@ -156,6 +184,23 @@ def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collect
                                                          "vocab": {**params["embeddings"]["vocab"],
                                                                    **generator["embeddings"]["vocab"]}}}
     _write_workdir(exp, params, Path(workdir))
+
+
+def with_release_vocabulary(config: ml_collections.ConfigDict, hf_dir: str) -> ml_collections.ConfigDict:
+    """`config` reading its corpus with the word ids of the Transformer-XL release in `hf_dir`, and
+    sized to its vocabulary."""
+    vocabulary = Path(hf_dir) / "vocab.pkl"
+    if config.data.corpus not in ("text", *WORD_CORPORA):
+        raise UserError(f"released weights are read with their own vocabulary, which the word corpora (text, "
+                        f"{', '.join(WORD_CORPORA)}) take; a {config.data.corpus} release is not supported yet")
+    if config.data.vocab_file and Path(config.data.vocab_file).resolve() != vocabulary.resolve():
+        raise UserError(f"data.vocab_file is {config.data.vocab_file}, but the weights in {hf_dir} use the word ids "
+                        f"of {vocabulary}; leave data.vocab_file empty")
+    config = copy.deepcopy(config)
+    config.data.vocab_file = str(vocabulary.resolve())
+    if config.model.vocab_size is None:
+        config.model.vocab_size = len(Vocab.read(vocabulary))
+    return config
 
 
 def _write_workdir(exp: Experiment, params, workdir: Path) -> None:

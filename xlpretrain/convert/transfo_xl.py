@@ -79,3 +79,30 @@ def from_hf_state_dict(state: Mapping[str, np.ndarray], config: TransformerXLCon
                         "bias": state[p + "pos_ff.layer_norm.bias"]},
         }
     return params
+
+
+def check_config(hf_config: dict, config: TransformerXLConfig) -> None:
+    """Raises UserError naming the first field where a TransfoXLConfig (config.json) and ours differ."""
+    tie_projs = hf_config.get("tie_projs") or (
+        [False] + [hf_config.get("proj_share_all_but_first", False)] * len(hf_config.get("cutoffs", [])))
+    bins_count = len(config.cutoffs) + 1
+    pairs = (("n_layer", "n_layer", config.n_layer, hf_config.get("n_layer")),
+             ("d_model", "d_model", config.d_model, hf_config.get("d_model")),
+             ("n_head", "n_head", config.n_head, hf_config.get("n_head")),
+             ("d_head", "d_head", config.d_head, hf_config.get("d_head")),
+             ("d_inner", "d_inner", config.d_inner, hf_config.get("d_inner")),
+             ("d_embed", "d_embed", config.embed_size, hf_config.get("d_embed")),
+             ("vocab_size", "vocab_size", config.vocab_size, hf_config.get("vocab_size", hf_config.get("n_token"))),
+             ("cutoffs", "cutoffs", list(config.cutoffs), list(hf_config.get("cutoffs", []))),
+             ("div_val", "div_val", config.div_val, hf_config.get("div_val")),
+             ("tie_projs", "tie_projs", list(config.tie_projs) + [False] * (bins_count - len(config.tie_projs)),
+              list(tie_projs)),
+             ("untie_r", "untie_r", config.untie_r, hf_config.get("untie_r")),
+             ("pre_lnorm", "pre_lnorm", config.pre_lnorm, hf_config.get("pre_lnorm")))
+    for key, ours, value, expected in pairs:
+        if value != expected:
+            raise UserError(f"config.json has {key}={expected} but the xlpretrain config has model.{ours}={value}; "
+                            f"make them agree (--config.model.{ours}=...)")
+    if config.flavor != "transformer_xl" or not config.causal or config.positions != "relative":
+        raise UserError("Transformer-XL weights need model.flavor='transformer_xl', model.causal=True and "
+                        "model.positions='relative'")

@@ -2,15 +2,20 @@
 
 Tokenization follows the official Transformer-XL reader (`utils/vocabulary.py`): a word-level line
 is `line.split()` plus `<eos>`; the vocabulary is the special symbols first, then every training
-symbol by decreasing count, ties in order of first appearance (`Counter.most_common`).
+symbol by decreasing count, ties in order of first appearance (`Counter.most_common`). A given
+word list (`Vocab.read`: a Transformer-XL release's `vocab.pkl`, or a text file of one word per
+line such as lm1b's) replaces the counted one.
 """
 
 from __future__ import annotations
 
+import builtins
 import collections
 import io
 import json
+import pickle
 import unicodedata
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +42,34 @@ class Vocab:
         ordered = [s for s, _ in counts.most_common() if s not in specials]
         return cls(list(specials) + ordered)
 
-    def encode(self, symbols: list[str], where: str) -> np.ndarray:
-        """Ids of `symbols`; symbols unknown to the vocabulary become `<unk>` if it has one."""
-        unk = self.index.get(UNK)
-        if unk is None:
+    def encode(self, symbols: list[str], where: str, unk: str = UNK) -> np.ndarray:
+        """Ids of `symbols`; symbols unknown to the vocabulary become `unk` if it has one."""
+        unk_id = self.index.get(unk)
+        if unk_id is None:
             missing = [s for s in dict.fromkeys(symbols) if s not in self.index]
             if missing:
                 raise UserError(
-                    f"{where} has {len(missing)} symbol types not in the training vocabulary "
-                    f"(e.g. {missing[0]!r}) and the vocabulary has no {UNK}; add them to the training "
-                    f"data or map them to {UNK} there")
+                    f"{where} has {len(missing)} symbol types not in the vocabulary (e.g. {missing[0]!r}) "
+                    f"and the vocabulary has no {unk}; add them to the training data (or the given "
+                    f"vocabulary) or map them to {unk} there")
             return np.fromiter((self.index[s] for s in symbols), np.int32, len(symbols))
-        return np.fromiter((self.index.get(s, unk) for s in symbols), np.int32, len(symbols))
+        return np.fromiter((self.index.get(s, unk_id) for s in symbols), np.int32, len(symbols))
+
+    @classmethod
+    def read(cls, path: str | Path) -> Vocab:
+        """A given word list in id order: `idx2sym` of a `.pkl` (HuggingFace's `TransfoXLTokenizer`
+        file, a pickle or a torch.save file, read without running anything it names and without
+        torch), else the first column of every non-blank line (repeats keep their first id)."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"vocabulary file {path} not found")
+        if path.suffix == ".pkl":
+            state = _unpickle(path)
+            if not isinstance(state, dict) or not isinstance(state.get("idx2sym"), list):
+                raise UserError(f"{path} holds no idx2sym word list; is it a TransfoXLTokenizer vocabulary?")
+            return cls([str(word) for word in state["idx2sym"]])
+        with open(path, encoding="utf-8") as f:
+            return cls(list(dict.fromkeys(line.split()[0] for line in f if line.strip())))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.symbols, ensure_ascii=False))
@@ -213,3 +234,47 @@ class SentencePiece:
         """[vocab] True for pieces that begin a word (XLNet's `_is_start_piece`): "▁" or "<" first, or
         a punctuation piece."""
         return np.asarray([s.startswith((SP_UNDERLINE, "<")) or s in SP_PUNCTUATION for s in self.symbols])
+
+
+class _Opaque:
+    """Stands for any object of a pickle other than plain containers; its contents are dropped."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+class _WordListUnpickler(pickle.Unpickler):
+    """Rebuilds only builtin and `collections` containers; every other class, and every tensor
+    reference (none in a vocabulary), becomes an `_Opaque`."""
+
+    def find_class(self, module, name):
+        if module == "collections" and name in ("OrderedDict", "Counter", "defaultdict"):
+            return getattr(collections, name)
+        if module == "builtins" and name in ("list", "dict", "set", "tuple", "str", "int", "frozenset"):
+            return getattr(builtins, name)
+        return _Opaque
+
+    def persistent_load(self, pid):
+        return _Opaque()
+
+
+def _unpickle(path: Path):
+    """The object in a plain pickle, or in a `torch.save` file of either format: the zip archive
+    (its `data.pkl`) or the legacy stream (magic number, protocol, system info, then the object)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            if name is None:
+                raise UserError(f"{path} is a zip archive without data.pkl; is it a torch.save file?")
+            return _WordListUnpickler(io.BytesIO(archive.read(name))).load()
+    with open(path, "rb") as f:
+        unpickler = _WordListUnpickler(f)
+        first = unpickler.load()
+        if isinstance(first, int):  # legacy torch.save: skip its protocol version and system info
+            unpickler.load()
+            unpickler.load()
+            return unpickler.load()
+        return first

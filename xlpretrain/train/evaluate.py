@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 
 from xlpretrain import config as config_lib
@@ -56,6 +57,23 @@ class Evaluator:
         # Pool the per-batch sums on the host, in float64.
         totals = jax.tree.map(lambda *xs: np.sum(np.asarray(xs, np.float64)), *jax.device_get(per_batch))
         return self.exp.report(self.objective.summarize(totals), split)
+
+
+def evaluate_release(hf_dir: str, config: ml_collections.ConfigDict, split: str) -> dict:
+    """`xlpretrain eval --hf DIR --config PATH`: the evaluation protocol of `config` run on the
+    released Transformer-XL weights in DIR (HuggingFace `TransfoXLLMHeadModel` + `vocab.pkl`),
+    the corpus read with the release's word ids; prints and returns the line."""
+    from xlpretrain.convert.checkpoints import transfo_xl_params, with_release_vocabulary
+
+    exp = Experiment(with_release_vocabulary(config, hf_dir))
+    params = transfo_xl_params(hf_dir, exp)
+    with exp.context():
+        params = jax.tree.map(lambda x, sharding: jax.device_put(np.asarray(x, np.float32), sharding),
+                              params, exp.state_shardings.params)
+        line = {"hf": str(hf_dir), "split": split, **Evaluator(exp).evaluate(params, split),
+                "eval": exp.config.eval.to_dict()}
+    print(json.dumps(line), flush=True)
+    return line
 
 
 def evaluate_workdir(workdir: str | Path, split: str, step: int | None, overrides: list[str]) -> dict:
