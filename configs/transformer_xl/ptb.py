@@ -10,9 +10,12 @@ wt103_base evaluation settings (tgt 64, mem 640, clamp 400, same_length).
 Command:   xlpretrain train --config configs/transformer_xl/ptb.py --workdir runs/ptb
            xlpretrain train --config configs/transformer_xl/ptb.py:cpu --workdir runs/ptb_cpu
 Hardware:  full config: one GPU; cpu variant: 2 CPU cores.
-Runtime:   full config: not run. cpu variant: see experiments/README.md.
+Runtime:   full config: not run (no accelerator yet). cpu variant: 26 min 48 s on 2 CPU cores
+           (2,693 tokens/s median, evaluations included), 2026-12-01.
 Expected:  paper 54.52 (not expected from this config without the paper's regularisation);
-           cpu variant: see experiments/README.md.
+           cpu variant (5,987,600 parameters, 4,000 steps): valid perplexity 100.84, test 95.78
+           (one run, seed 0). Published references: Zaremba et al. 2014 small LSTM 114.5,
+           AWD-LSTM 58.8 without fine-tuning.
 """
 
 from xlpretrain.config import defaults
