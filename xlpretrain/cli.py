@@ -3,7 +3,7 @@
     xlpretrain train  --config configs/quickstart.py --workdir DIR [--restart] [--config.KEY=VALUE ...]
     xlpretrain eval   --workdir DIR [--split test] [--step N] [--config.eval.mem_len=640 ...]
     xlpretrain eval   --hf DIR --config PATH [--split test] [--config.KEY=VALUE ...]
-    xlpretrain params --config PATH [--config.KEY=VALUE ...]
+    xlpretrain params --config PATH [--shardings] [--config.KEY=VALUE ...]
     xlpretrain bench  --config PATH [--steps N] [--config.KEY=VALUE ...]
     xlpretrain convert import --hf DIR [--generator DIR] --config PATH --workdir OUT [--config.KEY=VALUE ...]
     xlpretrain convert export --workdir DIR --hf OUT [--step N]
@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: best valid loss)")
     params = commands.add_parser("params", help="print the exact parameter count of a config, with its parts")
     params.add_argument("--config", required=True)
+    params.add_argument("--shardings", action="store_true",
+                        help="also print every parameter's shape and PartitionSpec on the config's mesh")
     bench = commands.add_parser("bench", help="measure training tokens/s and compile time")
     bench.add_argument("--config", required=True)
     bench.add_argument("--steps", type=int, default=20)
@@ -108,8 +110,13 @@ def run(argv: list[str]) -> None:
     elif args.command == "params":
         from xlpretrain.train.experiment import Experiment
         config = _config(args.config, overrides)
-        for what, count in Experiment(config, with_data=config.model.vocab_size is None).param_report():
+        experiment = Experiment(config, with_data=config.model.vocab_size is None)
+        for what, count in experiment.param_report():
             print(f"{count:>15,}  {what}")
+        if args.shardings:
+            print(f"mesh {dict(experiment.mesh.shape)}")
+            for line in experiment.param_shardings():
+                print(line)
     elif args.command == "convert":
         from xlpretrain.convert import checkpoints
         if args.direction == "export":

@@ -93,6 +93,13 @@ class Experiment:
         """The objective's breakdown of the parameter count, then the total."""
         return self.objective.param_report(self.state_shapes.params) + [("total", self.param_count())]
 
+    def param_shardings(self) -> list[str]:
+        """One line per parameter: its path, shape and PartitionSpec on this mesh."""
+        shapes = jax.tree_util.tree_leaves_with_path(self.state_shapes.params)
+        specs = jax.tree.leaves(self.state_shardings.params)
+        return [f"{jax.tree_util.keystr(path, simple=True, separator='/'):<64} {str(tuple(x.shape)):<16} {s.spec}"
+                for (path, x), s in zip(shapes, specs, strict=True)]
+
     def train_step(self):
         """The jitted step (state, batch) -> (state, metrics); the old state's buffers are donated."""
         objective, tx = self.objective, self.tx
