@@ -37,6 +37,16 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session")
+def small_wikitext(tmp_path_factory, shared_data):
+    """The first articles of WikiText-2's splits, for runs of a few seconds."""
+    out = tmp_path_factory.mktemp("wikitext")
+    for split, lines in (("train", 1500), ("valid", 200), ("test", 200)):
+        text = (shared_data / "wikitext-2" / f"{split}.txt").read_text(encoding="utf-8").split("\n")
+        (out / f"{split}.txt").write_text("\n".join(text[:lines]) + "\n", encoding="utf-8")
+    return out
+
+
 def cli_env(cache_dir: Path, devices: int = 1) -> dict:
     env = dict(os.environ, XLPRETRAIN_CACHE=str(cache_dir), PYTHONUNBUFFERED="1")
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"

@@ -77,8 +77,9 @@ def test_bad_xlnet_configs_get_one_line_errors(overrides, message):
 
 
 def test_command_line_errors_are_one_line_without_traceback(tmp_path, cache_dir):
-    """The command prints `xlpretrain: error: ...` and exits with 2: for an unknown key, and for a
-    batch that does not divide over the devices (3 fake CPU devices here)."""
+    """The command prints `xlpretrain: error: ...` and exits with 2: for an unknown key, for a batch
+    that does not divide over the devices (3 fake CPU devices here), and for a parameter the mesh
+    cannot split evenly."""
     unknown = run_cli(["train", "--config", "configs/quickstart.py", "--workdir", str(tmp_path / "a"),
                        "--config.train.batch_sizes=3"], cache_dir, check=False)
     assert unknown.returncode == 2
@@ -91,3 +92,13 @@ def test_command_line_errors_are_one_line_without_traceback(tmp_path, cache_dir)
     assert indivisible.stderr.strip().splitlines() == [
         "xlpretrain: error: train.batch_size=4 is not divisible by the 3 devices the batch is split over; "
         "use a multiple of 3"]
+
+    # wt103_base's 267,735 words cannot be split in two along the vocabulary.
+    unsplittable = run_cli(["params", "--config", "configs/transformer_xl/wt103_base.py", "--config.mesh.data=1",
+                            "--config.mesh.tensor=2", "--config.train.batch_size=2", "--config.eval.batch_size=2"],
+                           cache_dir, devices=2, check=False)
+    assert unsplittable.returncode == 2
+    assert unsplittable.stderr.strip().splitlines() == [
+        "xlpretrain: error: parameter embed/vocab/bias of shape (267735,) cannot be split as P('tensor',) "
+        "on the mesh {'data': 1, 'fsdp': 1, 'tensor': 2}: dimension 0 (267735) is not divisible by 2; change "
+        "config.mesh, the model's sizes or config.sharding_rules"]

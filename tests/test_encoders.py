@@ -201,16 +201,6 @@ TINY_ENCODER = [
 ]
 
 
-@pytest.fixture(scope="module")
-def small_wikitext(tmp_path_factory, shared_data):
-    """The first articles of WikiText-2's splits, for runs of a few seconds."""
-    out = tmp_path_factory.mktemp("wikitext")
-    for split, lines in (("train", 1500), ("valid", 200), ("test", 200)):
-        text = (shared_data / "wikitext-2" / f"{split}.txt").read_text(encoding="utf-8").split("\n")
-        (out / f"{split}.txt").write_text("\n".join(text[:lines]) + "\n", encoding="utf-8")
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("config, extra", [
     ("configs/bert/large.py:cpu", ["--config.masking.whole_word=True"]),

@@ -55,6 +55,20 @@ def shardings(mesh: Mesh, logical_rules, logical_specs):
     return jax.tree.map(to_sharding, logical_specs, is_leaf=is_spec)
 
 
+def check_divisible(shapes, named_shardings, what: str = "parameter") -> None:
+    """Raises UserError for the first array whose dimensions the mesh axes it is split over do not divide."""
+    for (path, x), sharding in zip(jax.tree_util.tree_leaves_with_path(shapes), jax.tree.leaves(named_shardings),
+                                   strict=True):
+        for dim, (size, axes) in enumerate(zip(x.shape, sharding.spec)):
+            axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+            ways = math.prod(sharding.mesh.shape[a] for a in axes)
+            if size % ways:
+                name = jax.tree_util.keystr(path, simple=True, separator="/")
+                raise UserError(f"{what} {name} of shape {tuple(x.shape)} cannot be split as {sharding.spec} on the "
+                                f"mesh {dict(sharding.mesh.shape)}: dimension {dim} ({size}) is not divisible by "
+                                f"{ways}; change config.mesh, the model's sizes or config.sharding_rules")
+
+
 def batch_sharding(mesh: Mesh, logical_rules) -> NamedSharding:
     """Batches are split along their first axis ('batch')."""
     return NamedSharding(mesh, nn.logical_to_mesh_axes(("batch",), logical_rules))

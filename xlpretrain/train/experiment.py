@@ -60,6 +60,7 @@ class Experiment:
         self.state_shapes = nn.meta.unbox(boxed)
         specs = nn.get_partition_spec(boxed).replace(memory=self.objective.memory_axes)
         self.state_shardings = parallel.shardings(self.mesh, self.rules, specs)
+        parallel.check_divisible(self.state_shapes.params, self.state_shardings.params)
 
     @contextlib.contextmanager
     def context(self):
