@@ -10,7 +10,6 @@ import sys
 import jax
 
 from xlpretrain import config as config_lib
-from xlpretrain import parallel
 from xlpretrain.train.experiment import Experiment
 
 
@@ -20,7 +19,7 @@ def losses(config, steps: int = 5) -> list[float]:
     out = []
     with exp.context():
         for step in range(steps):
-            state, metrics = step_fn(state, parallel.to_global(stream.batch_at(step), exp.batch_sharding))
+            state, metrics = step_fn(state, exp.to_global(stream.batch_at(step)))
             out.append(float(metrics["loss"]))
     return out
 

@@ -55,16 +55,26 @@ def shardings(mesh: Mesh, logical_rules, logical_specs):
     return jax.tree.map(to_sharding, logical_specs, is_leaf=is_spec)
 
 
-def check_divisible(shapes, named_shardings, what: str = "parameter") -> None:
-    """Raises UserError for the first array whose dimensions the mesh axes it is split over do not divide."""
-    for (path, x), sharding in zip(jax.tree_util.tree_leaves_with_path(shapes), jax.tree.leaves(named_shardings),
-                                   strict=True):
-        for dim, (size, axes) in enumerate(zip(x.shape, sharding.spec)):
-            axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
-            ways = math.prod(sharding.mesh.shape[a] for a in axes)
+def named_leaves(shapes, named_shardings) -> list[tuple[str, tuple, NamedSharding]]:
+    """(path as 'a/b/c', shape, sharding) for every array of a tree and its tree of shardings."""
+    return [(jax.tree_util.keystr(path, simple=True, separator="/"), tuple(x.shape), sharding)
+            for (path, x), sharding in zip(jax.tree_util.tree_leaves_with_path(shapes), jax.tree.leaves(named_shardings),
+                                           strict=True)]
+
+
+def _ways(mesh: Mesh, entry) -> int:
+    """How many pieces one PartitionSpec entry (None, an axis name, or a tuple of them) cuts a dimension into."""
+    axes = () if entry is None else (entry,) if isinstance(entry, str) else entry
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def check_divisible(shapes, named_shardings) -> None:
+    """Raises UserError for the first parameter whose dimensions the mesh axes it is split over do not divide."""
+    for name, shape, sharding in named_leaves(shapes, named_shardings):
+        for dim, (size, entry) in enumerate(zip(shape, sharding.spec)):
+            ways = _ways(sharding.mesh, entry)
             if size % ways:
-                name = jax.tree_util.keystr(path, simple=True, separator="/")
-                raise UserError(f"{what} {name} of shape {tuple(x.shape)} cannot be split as {sharding.spec} on the "
+                raise UserError(f"parameter {name} of shape {shape} cannot be split as {sharding.spec} on the "
                                 f"mesh {dict(sharding.mesh.shape)}: dimension {dim} ({size}) is not divisible by "
                                 f"{ways}; change config.mesh, the model's sizes or config.sharding_rules")
 
@@ -76,9 +86,7 @@ def batch_sharding(mesh: Mesh, logical_rules) -> NamedSharding:
 
 def check_batch_size(batch_size: int, mesh: Mesh, logical_rules, where: str) -> None:
     """Raises UserError unless `batch_size` rows divide evenly over the devices the batch is split on."""
-    spec = nn.logical_to_mesh_axes(("batch",), logical_rules)[0]
-    axes = () if spec is None else (spec,) if isinstance(spec, str) else spec
-    ways = math.prod(mesh.shape[a] for a in axes)
+    ways = _ways(mesh, nn.logical_to_mesh_axes(("batch",), logical_rules)[0])
     if batch_size % ways:
         raise UserError(f"{where}.batch_size={batch_size} is not divisible by the {ways} devices the batch is "
                         f"split over; use a multiple of {ways}")

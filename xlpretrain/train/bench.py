@@ -8,7 +8,6 @@ import jax
 import ml_collections
 import numpy as np
 
-from xlpretrain import parallel
 from xlpretrain.train.experiment import Experiment
 
 
@@ -23,16 +22,16 @@ def bench(config: ml_collections.ConfigDict, steps: int) -> dict:
     stream = exp.stream("train")
     with exp.context():
         state = exp.init_state()
-        batch = parallel.to_global(stream.batch_at(0), exp.batch_sharding)
+        batch = exp.to_global(stream.batch_at(0))
         start = time.perf_counter()
         step_fn = exp.train_step().lower(state, batch).compile()
         compile_seconds = time.perf_counter() - start
         for step in range(WARMUP_STEPS):
-            state, metrics = step_fn(state, parallel.to_global(stream.batch_at(step), exp.batch_sharding))
+            state, metrics = step_fn(state, exp.to_global(stream.batch_at(step)))
         jax.block_until_ready(metrics)
         seconds = []
         for step in range(WARMUP_STEPS, WARMUP_STEPS + steps):
-            batch = parallel.to_global(stream.batch_at(step), exp.batch_sharding)
+            batch = exp.to_global(stream.batch_at(step))
             start = time.perf_counter()
             state, metrics = step_fn(state, batch)
             jax.block_until_ready(metrics)

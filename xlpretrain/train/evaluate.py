@@ -50,7 +50,7 @@ class Evaluator:
         per_batch = []
         bar = progress(stream.evaluation_steps(), 0, f"eval {split}", leave=False)
         for index, batch in enumerate(stream.evaluation_batches()):
-            memory, metrics = self.step(params, parallel.to_global(batch, self.exp.batch_sharding), memory, index)
+            memory, metrics = self.step(params, self.exp.to_global(batch), memory, index)
             per_batch.append(metrics)
             bar.update()
         bar.close()

@@ -96,10 +96,12 @@ class Experiment:
 
     def param_shardings(self) -> list[str]:
         """One line per parameter: its path, shape and PartitionSpec on this mesh."""
-        shapes = jax.tree_util.tree_leaves_with_path(self.state_shapes.params)
-        specs = jax.tree.leaves(self.state_shardings.params)
-        return [f"{jax.tree_util.keystr(path, simple=True, separator='/'):<64} {str(tuple(x.shape)):<16} {s.spec}"
-                for (path, x), s in zip(shapes, specs, strict=True)]
+        return [f"{name:<64} {str(shape):<16} {sharding.spec}"
+                for name, shape, sharding in parallel.named_leaves(self.state_shapes.params, self.state_shardings.params)]
+
+    def to_global(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """This host's rows of a batch -> global arrays split along the batch axis of the mesh."""
+        return parallel.to_global(batch, self.batch_sharding)
 
     def train_step(self):
         """The jitted step (state, batch) -> (state, metrics); the old state's buffers are donated."""

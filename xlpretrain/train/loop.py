@@ -18,7 +18,6 @@ import ml_collections
 import numpy as np
 
 from xlpretrain import config as config_lib
-from xlpretrain import parallel
 from xlpretrain.errors import UserError
 from xlpretrain.train import optim
 from xlpretrain.train.checkpoint import Checkpoints
@@ -132,7 +131,7 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
     bar = progress(train_cfg.steps, start, "train")
     try:
         for step in range(start, train_cfg.steps):
-            state, metrics = step_fn(state, parallel.to_global(stream.batch_at(step), exp.batch_sharding))
+            state, metrics = step_fn(state, exp.to_global(stream.batch_at(step)))
             done = step + 1
             window.add(done, metrics)
             bar.update()
