@@ -5,12 +5,17 @@
     xlpretrain eval   --hf DIR --config PATH [--split test] [--config.KEY=VALUE ...]
     xlpretrain params --config PATH [--shardings] [--config.KEY=VALUE ...]
     xlpretrain bench  --config PATH [--steps N] [--config.KEY=VALUE ...]
+    xlpretrain plan   --config PATH [--compile] [--json] [--config.mesh.fsdp=8 ...]
     xlpretrain convert import --hf DIR [--generator DIR] --config PATH --workdir OUT [--config.KEY=VALUE ...]
     xlpretrain convert export --workdir DIR --hf OUT [--step N]
     xlpretrain data download NAME --dir DIR        (NAME: wt103, wt2, ptb, enwik8, text8, lm1b)
     xlpretrain data prepare NAME --src DIR [--cache DIR] [--config.data.KEY=VALUE ...]   (NAME: a data.corpus)
 
 `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides any config field; unknown keys are errors.
+train, eval and bench run on several hosts with the same command on each and `--coordinator
+HOST:PORT --num-processes N --process-id I` (or `--coordinator auto` on a Cloud TPU VM, GKE, SLURM
+or Open MPI, where JAX reads them from the cluster); $XLPRETRAIN_COORDINATOR,
+$XLPRETRAIN_NUM_PROCESSES and $XLPRETRAIN_PROCESS_ID give the same.
 """
 
 from __future__ import annotations
@@ -45,16 +50,29 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, overrides
 
 
+def _distributed_flags() -> argparse.ArgumentParser:
+    flags = argparse.ArgumentParser(add_help=False)
+    group = flags.add_argument_group("several processes (hosts)")
+    environ = os.environ.get
+    group.add_argument("--coordinator", default=environ("XLPRETRAIN_COORDINATOR"),
+                       help="process 0's HOST:PORT, or 'auto' (JAX reads the cluster: Cloud TPU, GKE, SLURM, Open MPI)")
+    group.add_argument("--num-processes", type=int, default=environ("XLPRETRAIN_NUM_PROCESSES"))
+    group.add_argument("--process-id", type=int, default=environ("XLPRETRAIN_PROCESS_ID"))
+    return flags
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xlpretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train, or resume the run in --workdir")
+    distributed = [_distributed_flags()]
+    train = commands.add_parser("train", help="train, or resume the run in --workdir", parents=distributed)
     train.add_argument("--config", required=True, help="config file, path/to/config.py[:arg]")
     train.add_argument("--workdir", required=True)
     train.add_argument("--restart", action="store_true",
                        help="start over in a workdir holding another run (the old one is moved to previous/)")
-    evaluate = commands.add_parser("eval", help="evaluate a run's checkpoint with the evaluation protocol")
+    evaluate = commands.add_parser("eval", help="evaluate a run's checkpoint with the evaluation protocol",
+                                   parents=distributed)
     evaluate.add_argument("--workdir", help="the run to evaluate")
     evaluate.add_argument("--hf", help="instead: a released Transformer-XL (HuggingFace TransfoXLLMHeadModel + vocab.pkl)")
     evaluate.add_argument("--config", help="with --hf: the config whose model and evaluation settings to use")
@@ -64,7 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     params.add_argument("--config", required=True)
     params.add_argument("--shardings", action="store_true",
                         help="also print every parameter's shape and PartitionSpec on the config's mesh")
-    bench = commands.add_parser("bench", help="measure training tokens/s and compile time")
+    plan = commands.add_parser("plan", help="FLOPs per token and per-device memory of a config on its mesh, "
+                                             "before running anything")
+    plan.add_argument("--config", required=True)
+    plan.add_argument("--compile", action="store_true",
+                      help="also compile the train step for the mesh and print XLA's memory analysis beside the estimate")
+    plan.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    bench = commands.add_parser("bench", help="measure training tokens/s and compile time", parents=distributed)
     bench.add_argument("--config", required=True)
     bench.add_argument("--steps", type=int, default=20)
     convert = commands.add_parser("convert", help="import HuggingFace BERT/ELECTRA/XLNet weights into a workdir, or export")
@@ -94,6 +118,9 @@ def _config(spec: str, overrides: list[str]):
 def run(argv: list[str]) -> None:
     argv, overrides = _split_overrides(argv)
     args = _parser().parse_args(argv)
+    if "coordinator" in args:
+        from xlpretrain import parallel
+        parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     if args.command == "train":
         from xlpretrain.train.loop import train
         train(_config(args.config, overrides), args.workdir, restart=args.restart)
@@ -131,6 +158,10 @@ def run(argv: list[str]) -> None:
             download.download(args.name, args.dir)
         else:
             print(download.prepare(args.name, args.src, args.cache, overrides))
+    elif args.command == "plan":
+        from xlpretrain.train import plan
+        report = plan.plan(_config(args.config, overrides), compile=args.compile)
+        print(json.dumps(report) if args.json else plan.table(report))
     elif args.command == "bench":
         from xlpretrain.train.bench import bench
         print(json.dumps(bench(_config(args.config, overrides), args.steps)))
@@ -166,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         run(sys.argv[1:] if argv is None else argv)
     except UserError as e:
         print(f"xlpretrain: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         print("xlpretrain: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         sys.exit(130)

@@ -1,6 +1,8 @@
-"""The device mesh and the shardings that the config's logical-axis rules give.
+"""The processes, the device mesh and the shardings that the config's logical-axis rules give.
 
-Modules name their axes (`("vocab", "embed")`, `("batch", "length", "embed")`); `config.sharding_rules`
+Several processes (hosts) form one JAX runtime after `initialize_distributed`; every process then
+sees all devices of all hosts, feeds only the rows of each batch that its own devices hold, and runs
+the same program. Modules name their axes (`("vocab", "embed")`, `("batch", "length", "embed")`); `config.sharding_rules`
 maps those names onto the mesh axes `data`, `fsdp` and `tensor`. Changing how a model is split
 across devices is a config change, not a code change.
 """
@@ -19,6 +21,26 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from xlpretrain.errors import UserError
 
 MESH_AXES = ("data", "fsdp", "tensor")
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """Joins this process to a multi-process run. `coordinator` is process 0's HOST:PORT with
+    `num_processes` and `process_id` given, or "auto" to let JAX read them from the cluster (Cloud
+    TPU VMs, GKE, SLURM, Open MPI). None: a single process. On CPU the processes exchange data
+    through gloo."""
+    if coordinator is None:
+        if num_processes not in (None, 1) or process_id not in (None, 0):
+            raise UserError("--num-processes and --process-id need --coordinator HOST:PORT (process 0's address)")
+        return
+    if coordinator == "auto":
+        if num_processes is not None or process_id is not None:
+            raise UserError("--coordinator auto takes the process count and id from the cluster; drop "
+                            "--num-processes and --process-id, or give process 0's HOST:PORT")
+        coordinator = None
+    elif num_processes is None or process_id is None or not 0 <= process_id < num_processes:
+        raise UserError(f"--coordinator {coordinator} needs --num-processes N and --process-id I with 0 <= I < N")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes, process_id)
 
 
 def make_mesh(mesh: ml_collections.ConfigDict, devices=None) -> Mesh:
@@ -84,12 +106,30 @@ def batch_sharding(mesh: Mesh, logical_rules) -> NamedSharding:
     return NamedSharding(mesh, nn.logical_to_mesh_axes(("batch",), logical_rules))
 
 
+def batch_ways(mesh: Mesh, logical_rules) -> int:
+    """How many pieces a batch is split into."""
+    return _ways(mesh, nn.logical_to_mesh_axes(("batch",), logical_rules)[0])
+
+
 def check_batch_size(batch_size: int, mesh: Mesh, logical_rules, where: str) -> None:
     """Raises UserError unless `batch_size` rows divide evenly over the devices the batch is split on."""
-    ways = _ways(mesh, nn.logical_to_mesh_axes(("batch",), logical_rules)[0])
+    ways = batch_ways(mesh, logical_rules)
     if batch_size % ways:
         raise UserError(f"{where}.batch_size={batch_size} is not divisible by the {ways} devices the batch is "
                         f"split over; use a multiple of {ways}")
+
+
+def process_rows(sharding: NamedSharding, batch_size: int) -> tuple[int, int]:
+    """(index, count): this process supplies part `index` of `count` equal parts of a batch's rows,
+    the rows its devices hold (count 1 when every process holds the whole batch)."""
+    held = sharding.addressable_devices_indices_map((batch_size,)).values()
+    spans = {index[0].indices(batch_size)[:2] for index in held}
+    low, high = min(start for start, _ in spans), max(stop for _, stop in spans)
+    rows = high - low
+    if sum(stop - start for start, stop in spans) != rows or batch_size % rows or low % rows:
+        raise UserError(f"this process's devices hold rows {sorted(spans)} of a batch of {batch_size}, not one "
+                        f"equal part; order the mesh so that each process's devices are adjacent along 'batch'")
+    return low // rows, batch_size // rows
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:

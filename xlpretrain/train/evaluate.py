@@ -22,7 +22,7 @@ from xlpretrain import objectives, parallel
 from xlpretrain.errors import UserError
 from xlpretrain.train.checkpoint import Checkpoints
 from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
-from xlpretrain.train.logging import MetricsLog, progress
+from xlpretrain.train.logging import MetricsLog, announce, progress
 
 
 class Evaluator:
@@ -72,7 +72,7 @@ def evaluate_release(hf_dir: str, config: ml_collections.ConfigDict, split: str)
                               params, exp.state_shardings.params)
         line = {"hf": str(hf_dir), "split": split, **Evaluator(exp).evaluate(params, split),
                 "eval": exp.config.eval.to_dict()}
-    print(json.dumps(line), flush=True)
+    announce(json.dumps(line))
     return line
 
 
@@ -99,5 +99,5 @@ def evaluate_workdir(workdir: str | Path, split: str, step: int | None, override
     log = MetricsLog(workdir)
     log.write(line)
     log.close()
-    print(json.dumps(line), flush=True)
+    announce(json.dumps(line))
     return line

@@ -103,6 +103,18 @@ class Experiment:
         """This host's rows of a batch -> global arrays split along the batch axis of the mesh."""
         return parallel.to_global(batch, self.batch_sharding)
 
+    def batch_shapes(self, section: str = "train") -> dict[str, jax.ShapeDtypeStruct]:
+        """The global batch of `config[section]` as shapes, dtypes and shardings, without the data."""
+        sizes = self.config[section]
+        if self.data == "stream":
+            shapes = OrderedStream.batch_shapes(sizes.batch_size, sizes.tgt_len)
+        elif self.data == "xlnet":
+            shapes = XLNetStream.batch_shapes(sizes.batch_size, sizes.tgt_len)
+        else:
+            shapes = ExampleStream.batch_shapes(sizes.batch_size, sizes.tgt_len, self.config.data.examples.next_sentence)
+        return {name: jax.ShapeDtypeStruct(shape, dtype, sharding=self.batch_sharding)
+                for name, (shape, dtype) in shapes.items()}
+
     def train_step(self):
         """The jitted step (state, batch) -> (state, metrics); the old state's buffers are donated."""
         objective, tx = self.objective, self.tx
@@ -124,7 +136,7 @@ class Experiment:
         of the token stream, rows of examples of tgt_len tokens for the encoder objectives, or
         XLNet's examples that continue each row's memory."""
         sizes = self.config[section]
-        host = (jax.process_index(), jax.process_count())
+        host = parallel.process_rows(self.batch_sharding, sizes.batch_size)
         if self.data == "stream":
             return OrderedStream(self.corpus.splits[split], sizes.batch_size, sizes.tgt_len, *host, name=split)
         settings = self.config.data.examples

@@ -56,6 +56,12 @@ class MetricsLog:
             self.writer.close()
 
 
+def announce(message: str) -> None:
+    """Prints a console line on process 0."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
 def progress(total: int, initial: int, desc: str, leave: bool = True) -> tqdm.tqdm:
     """A console progress bar with rate and ETA (only on process 0)."""
     return tqdm.tqdm(total=total, initial=initial, desc=desc, unit="step", leave=leave, dynamic_ncols=True,

@@ -3,6 +3,8 @@
 
 A run is resumable by construction: the batch of step s is `stream.batch_at(s)`, the dropout key of
 step s is `fold_in(rng, s)`, and the checkpoint holds params, optimizer state, step, RNG and memory.
+A SIGTERM (a preempted Cloud TPU or spot machine) ends the run after the step in progress, on every
+host at the same step, with a checkpoint of that step.
 """
 
 from __future__ import annotations
@@ -10,24 +12,52 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from xlpretrain import config as config_lib
+from xlpretrain import parallel
 from xlpretrain.errors import UserError
 from xlpretrain.train import optim
 from xlpretrain.train.checkpoint import Checkpoints
 from xlpretrain.train.evaluate import Evaluator
 from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
-from xlpretrain.train.logging import METRICS_FILE, MetricsLog, keep_lines_up_to, progress, read_metrics
+from xlpretrain.train.logging import METRICS_FILE, MetricsLog, announce, keep_lines_up_to, progress, read_metrics
 
 
 class Diverged(UserError):
     pass
+
+
+class Preempted(UserError):
+    exit_code = 128 + signal.SIGTERM
+
+
+class _Preemption:
+    """Whether a SIGTERM has arrived. With several processes, JAX's preemption sync point makes every
+    process answer yes at the same step; a single process catches the signal itself."""
+
+    def __init__(self):
+        self.multihost, self.received, self.previous = jax.process_count() > 1, False, None
+        if not self.multihost and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._receive)
+
+    def _receive(self, signum, frame) -> None:
+        self.received = True
+
+    def reached(self, step: int) -> bool:
+        return multihost_utils.reached_preemption_sync_point(step) if self.multihost else self.received
+
+    def close(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: bool) -> None:
@@ -99,8 +129,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restart: bool 
     workdir = Path(workdir)
     exp = Experiment(config)
     config = exp.config
-    prepare_workdir(workdir, config, restart)
-    (workdir / CONFIG_FILE).write_text(config_lib.to_json(config))
+    if jax.process_index() == 0:
+        prepare_workdir(workdir, config, restart)
+        (workdir / CONFIG_FILE).write_text(config_lib.to_json(config))
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("workdir prepared")
 
     train_cfg = config.train
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, train_cfg.keep_checkpoints)
@@ -119,16 +152,20 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
     keep_lines_up_to(workdir / METRICS_FILE, start)
     finished = [line for line in read_metrics(workdir) if line["split"] == "test" and line["step"] == train_cfg.steps]
     if start >= train_cfg.steps and finished:
-        print(f"xlpretrain: the run in {workdir} is complete at step {start}; raise train.steps to go on", flush=True)
+        announce(f"xlpretrain: the run in {workdir} is complete at step {start}; raise train.steps to go on")
         return finished[-1]
     state = checkpoints.restore(start, exp.state_shapes, exp.state_shardings) if start else exp.init_state()
     stream, evaluator, step_fn = exp.stream("train"), Evaluator(exp), exp.train_step()
     schedule = optim.learning_rate(train_cfg)
-    print(f"xlpretrain: {exp.param_count():,} parameters, {stream.summary()}, "
-          f"{'resuming at step ' + str(start) if start else 'starting'} in {workdir}", flush=True)
+    announce(f"xlpretrain: {exp.param_count():,} parameters, {stream.summary()}, "
+             f"{'resuming at step ' + str(start) if start else 'starting'} in {workdir}")
+    if jax.process_count() > 1:
+        part, parts = parallel.process_rows(exp.batch_sharding, train_cfg.batch_size)
+        print(f"xlpretrain: process {jax.process_index()} of {jax.process_count()} reads part {part} of {parts} "
+              f"of each batch", flush=True)
 
     window = _Window(train_cfg.batch_size * train_cfg.tgt_len, exp.objective, checkpoints, workdir)
-    bar = progress(train_cfg.steps, start, "train")
+    bar, preemption = progress(train_cfg.steps, start, "train"), _Preemption()
     try:
         for step in range(start, train_cfg.steps):
             state, metrics = step_fn(state, exp.to_global(stream.batch_at(step)))
@@ -154,8 +191,16 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
                 checkpoints.save(state, valid_loss)
             if logged:  # the next window's throughput excludes evaluation and checkpointing
                 window.restart_clock()
+            if preemption.reached(done) and not at_end:
+                window.check()
+                if checkpoints.latest_step() != done:
+                    checkpoints.save(state, valid_loss)
+                checkpoints.wait()
+                raise Preempted(f"stopped by SIGTERM after step {done}, saved in {workdir / CHECKPOINT_DIR}; "
+                                f"run the same command again to resume from step {done}")
     finally:
         bar.close()
+        preemption.close()
 
     checkpoints.wait()
     best = checkpoints.best_step()
@@ -164,5 +209,5 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
         params = checkpoints.restore_params(best, exp.state_shapes.params, exp.state_shardings.params)
     line = {"step": train_cfg.steps, "split": "test", **evaluator.evaluate(params, "test"), "checkpoint_step": best}
     log.write(line)
-    print(json.dumps(line), flush=True)
+    announce(json.dumps(line))
     return line
