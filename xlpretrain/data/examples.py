@@ -106,6 +106,14 @@ class ExampleStream:
     def summary(self) -> str:
         return f"{self.n:,} training examples of {self.examples['tokens'].shape[1]} tokens"
 
+    @staticmethod
+    def batch_shapes(batch_size: int, seq_len: int, next_sentence: bool) -> dict[str, tuple[tuple, type]]:
+        """(shape, dtype) of each array of `batch_at`'s batch of `batch_size` rows."""
+        rows = (batch_size, seq_len)
+        shapes = {"tokens": (rows, np.int32), "token_types": (rows, np.int32), "valid": (rows, np.bool_),
+                  "maskable": (rows, np.bool_), "word_starts": (rows, np.bool_)}
+        return shapes | ({"next_sentence": ((batch_size,), np.int32)} if next_sentence else {})
+
     def _order(self, epoch: int) -> np.ndarray:
         if epoch not in self._orders:
             self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}

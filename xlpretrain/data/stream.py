@@ -38,6 +38,12 @@ class OrderedStream:
     def summary(self) -> str:
         return f"{self.columns.size:,} training tokens in {self.columns.shape[0]} columns"
 
+    @staticmethod
+    def batch_shapes(batch_size: int, seq_len: int) -> dict[str, tuple[tuple, type]]:
+        """(shape, dtype) of each array of `batch_at`'s batch of `batch_size` rows."""
+        return {"tokens": ((batch_size, seq_len + 1), np.int32), "mask": ((batch_size, seq_len), np.bool_),
+                "reset": ((batch_size,), np.bool_)}
+
     def batch_at(self, step: int) -> Batch:
         """tokens [B_host, T+1]; mask [B_host, T] (all True); reset [B_host], True where a column
         starts over, so that memory from the end of the previous epoch is not used as context."""

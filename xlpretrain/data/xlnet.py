@@ -83,6 +83,14 @@ class XLNetStream:
     def summary(self) -> str:
         return f"{self.n_examples:,} examples of {self.seq_len} pieces in each of {self.batch_size} rows"
 
+    @staticmethod
+    def batch_shapes(batch_size: int, seq_len: int) -> dict[str, tuple[tuple, type]]:
+        """(shape, dtype) of each array of `batch_at`'s batch of `batch_size` rows."""
+        rows, flags = (batch_size, seq_len), (batch_size,)
+        return {"tokens": (rows, np.int32), "token_types": (rows, np.int32), "word_starts": (rows, np.bool_),
+                "functional": (rows, np.bool_), "reversed": (flags, np.bool_), "reset": (flags, np.bool_),
+                "next_sentence": (flags, np.int32)}
+
     def _a_and_b(self, row: int, begin: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
         """`_split_a_and_b`: (A, B, label) of total length seq_len - reuse_len - 3; label 1 when B
         is the true continuation."""

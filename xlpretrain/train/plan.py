@@ -1,0 +1,126 @@
+"""`xlpretrain plan`: what a config costs before anything runs, and optionally what XLA compiles.
+
+Figures per training step on the config's mesh (the devices JAX sees; fake CPU devices will do,
+XLA_FLAGS=--xla_force_host_platform_device_count=N):
+
+- FLOPs per predicted token, forward and backward: 6 N + 6 L K A c, with N the parameters, L the
+  layers, K the attended length (memory + segment), A = n_head * d_head and c the attention
+  matmuls per layer (query-key, query-position for relative attention, probability-value; XLNet's
+  query stream doubles them). 6 N counts every parameter as a weight multiplied once per token,
+  which holds for the output softmax tied to the input embedding that computes every cluster for
+  every token; lookups (untied input embeddings, position tables) make it an overestimate by their
+  share.
+- Bytes per device: parameters, gradients and optimizer state as their shardings split them; the
+  carried memory; activations, the residuals that JAX's autodiff keeps from the forward pass for
+  the backward pass (traced, not compiled: exact before XLA's fusion), split along the batch (a
+  tensor axis splits some of them further, so there the figure is an upper bound);
+  and the backward pass's transient, the gradient of the largest residual (for a large
+  vocabulary, the logits), which exists beside all the residuals at the start of the backward pass.
+  Checked against XLA's memory analysis of the compiled step in tests/test_plan.py.
+
+`compile=True` lowers and compiles the train step for the mesh, which catches sharding errors
+without the hardware, and reports XLA's memory analysis and FLOP count next to the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import jax
+import jax.extend
+import ml_collections
+import numpy as np
+
+from xlpretrain import parallel
+from xlpretrain.train.experiment import Experiment
+
+GIB = 2**30
+
+
+def _bytes_per_device(shapes, shardings) -> int:
+    return sum(math.prod(sharding.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+               for x, sharding in zip(jax.tree.leaves(shapes), jax.tree.leaves(shardings), strict=True))
+
+
+def _bytes(shapes) -> int:
+    return sum(x.size * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(shapes))
+
+
+def _residual_bytes(backward, *args) -> list[int]:
+    """The bytes of each array that `backward`'s closure keeps, other than its own inputs (the weights)."""
+    closed = jax.make_jaxpr(backward)(*args)
+    inputs = set(closed.jaxpr.invars)
+    kept = {v for v in closed.jaxpr.outvars if isinstance(v, jax.extend.core.Var) and v not in inputs}
+    return [v.aval.size * v.aval.dtype.itemsize for v in kept]
+
+
+def attention_flops_per_token(config: ml_collections.ConfigDict) -> float:
+    model = config.model
+    matmuls = 3 if model.positions == "relative" else 2
+    streams = 2 if config.objective == "plm" else 1
+    attended = config.train.tgt_len + (model.mem_len or 0)
+    return 6 * model.n_layer * attended * model.n_head * model.d_head * matmuls * streams
+
+
+def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
+    exp = Experiment(config, with_data=config.model.vocab_size is None)
+    config, state, shardings = exp.config, exp.state_shapes, exp.state_shardings
+    batch = exp.batch_shapes("train")
+    n_params = exp.param_count()
+    tokens = config.train.batch_size * config.train.tgt_len
+
+    def backward(params, batch, memory, rng):
+        return jax.vjp(lambda params: exp.objective.loss(params, batch, memory, rng, True)[0], params)[1]
+
+    batch_ways = parallel.batch_ways(exp.mesh, exp.rules)
+    residuals = _residual_bytes(backward, state.params, batch, state.memory, state.rng)
+    memory = {
+        "params": _bytes_per_device(state.params, shardings.params),
+        "gradients": _bytes_per_device(state.params, shardings.params),
+        "optimizer": _bytes_per_device(state.opt_state, shardings.opt_state),
+        "memory": _bytes_per_device(state.memory, shardings.memory),
+        "batch": _bytes(batch) // batch_ways,
+        "activations": sum(residuals) // batch_ways,
+        "backward transient": max(residuals) // batch_ways,
+    }
+    memory["total"] = sum(memory.values())
+    report = {"params": n_params, "mesh": dict(exp.mesh.shape), "tokens_per_step": tokens,
+              "flops_per_token": 6 * n_params + attention_flops_per_token(config),
+              "bytes_per_device": memory}
+    if compile:
+        start = time.perf_counter()
+        with exp.context():
+            abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+            compiled = exp.train_step().lower(abstract, batch).compile()
+        analysis, cost = compiled.memory_analysis(), compiled.cost_analysis()
+        report["compiled"] = {
+            "seconds": time.perf_counter() - start,
+            "bytes_per_device": {"arguments": analysis.argument_size_in_bytes, "temporaries": analysis.temp_size_in_bytes,
+                                 "outputs not aliased to arguments":
+                                     analysis.output_size_in_bytes - analysis.alias_size_in_bytes,
+                                 "total": analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
+                                 + analysis.output_size_in_bytes - analysis.alias_size_in_bytes},
+            "flops_per_token": cost["flops"] * len(exp.mesh.devices.flat) / tokens if cost else None,
+        }
+    return report
+
+
+def table(report: dict) -> str:
+    """The report as the lines `xlpretrain plan` prints."""
+    memory = report["bytes_per_device"]
+    lines = [f"parameters          {report['params']:,}",
+             f"mesh                {report['mesh']}",
+             f"tokens per step     {report['tokens_per_step']:,}",
+             f"FLOPs per token     {report['flops_per_token'] / 1e9:.3f} G (6 N + attention)"]
+    if "compiled" in report and report["compiled"]["flops_per_token"]:
+        lines.append(f"  compiled          {report['compiled']['flops_per_token'] / 1e9:.3f} G (XLA cost analysis)")
+    lines.append("per device          estimate" + ("     compiled" if "compiled" in report else ""))
+    for name, value in memory.items():
+        lines.append(f"  {name:<18}{value / GIB:9.3f} GiB")
+    if "compiled" in report:
+        compiled = report["compiled"]["bytes_per_device"]
+        lines[-1] += f"  {compiled['total'] / GIB:9.3f} GiB  ({compiled['total'] / memory['total'] - 1:+.1%})"
+        lines += [f"  compiled {name}: {value / GIB:.3f} GiB" for name, value in compiled.items() if name != "total"]
+        lines.append(f"compiled in {report['compiled']['seconds']:.1f} s")
+    return "\n".join(lines)
