@@ -99,7 +99,7 @@ def objective(name, **changes):
         config[section][field] = value
     config_lib.validate(config)
     obj = build(config)
-    return obj, nn.meta.unbox(obj.init_params(jax.random.PRNGKey(0)))
+    return obj, nn.meta.unbox(jax.jit(obj.init_params)(jax.random.PRNGKey(0)))
 
 
 def encoder_batch(rng=0):
@@ -117,13 +117,13 @@ def test_no_gradient_reaches_the_generator_through_its_samples():
     """With the generator's own loss weighted 0, the discriminator loss gives the generator's
     layers, head and output bias exactly zero gradient (but the shared embeddings do get some)."""
     obj, params = objective("rtd", rtd__generator_weight=0.0)
-    grads = jax.grad(lambda p: obj.loss(p, encoder_batch(), (), jax.random.PRNGKey(5), True)[0])(params)
+    grads = jax.jit(jax.grad(lambda p: obj.loss(p, encoder_batch(), (), jax.random.PRNGKey(5), True)[0]))(params)
     for part in ("generator", "generator_head"):
         assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads[part])), part
     assert np.all(np.asarray(grads["embeddings"]["vocab"]["bias"]) == 0)
     assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grads["discriminator"]))
     assert np.any(np.asarray(grads["embeddings"]["vocab"]["embedding"]) != 0)
-    _, metrics = obj.loss(params, encoder_batch(), (), jax.random.PRNGKey(5), True)[1]
+    _, metrics = jax.jit(lambda p: obj.loss(p, encoder_batch(), (), jax.random.PRNGKey(5), True)[1])(params)
     assert float(metrics["replaced"][0]) > 0, "the generator replaced nothing; the test would be vacuous"
 
 

@@ -1,6 +1,7 @@
 """The Transformer-XL backbone against HuggingFace's port of the official code, and its invariants."""
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -140,8 +141,9 @@ def test_recurrence_equals_one_long_call(untie_r):
     config = dataclasses.replace(SMALL, mem_len=seg, n_layer=3, untie_r=untie_r)
     model = TransformerXL(config)
     tokens = jax.random.randint(jax.random.PRNGKey(1), (2, 2 * seg), 0, config.vocab_size)
-    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), tokens[:, :seg], Memory.empty(config, 2))["params"])
+    params = nn.meta.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), tokens[:, :seg], Memory.empty(config, 2))["params"])
 
+    @functools.partial(jax.jit, static_argnums=0)
     def logits(cfg, tokens, memory):
         m = TransformerXL(cfg)
         hidden, memory = m.apply({"params": params}, tokens, memory)

@@ -20,7 +20,7 @@ import ml_collections
 
 from xlpretrain.data.corpora import DOCUMENT_FORMATS, NAMED_CORPORA, TFDS_PREFIX, WORD_CORPORA
 from xlpretrain.errors import UserError
-from xlpretrain.models.transformer import ACTIVATIONS, FLAVORS, POSITIONS, TransformerXLConfig
+from xlpretrain.models.transformer import ACTIVATIONS, FLAVORS, POSITIONS, REMAT, TransformerXLConfig
 
 LEVELS = ("word", "char", "byte")
 TOKENIZERS = ("wordpiece", "sentencepiece")
@@ -92,6 +92,12 @@ def defaults() -> ml_collections.ConfigDict:
     # relative distances are negated.
     c.model.reuse_len = 0
     c.model.bi_data = False
+    # Activation memory: "none" keeps every activation for the backward pass; "full" keeps each
+    # layer's input and recomputes the rest; "dots_saveable", "dots_with_no_batch_dims_saveable"
+    # keep those matmul outputs (jax.checkpoint_policies). Same results, less memory, more FLOPs.
+    c.model.remat = "none"
+    # "bfloat16": the layers' matmuls in bfloat16, everything stored and the softmaxes in float32.
+    c.model.dtype = "float32"
 
     # Masking of the encoder objectives (objectives/masking.py); BERT's values.
     c.masking = ml_collections.ConfigDict(dict(
@@ -107,6 +113,10 @@ def defaults() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size, c.train.tgt_len = 8, 128
+    # Gradient accumulation: each step is micro_batches forward/backward passes over
+    # batch_size / micro_batches rows each, with one update of their mean gradient; a Transformer-XL
+    # micro-batch keeps its own rows of memory (the official code's batch_chunk).
+    c.train.micro_batches = 1
     c.train.steps = 10_000
     c.train.lr, c.train.warmup_steps, c.train.min_lr_ratio = 2.5e-4, 0, 0.0
     c.train.clip_norm = 0.25
@@ -449,7 +459,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(model.n_layer > 0 and model.d_inner > 0, "model.n_layer and model.d_inner must be positive")
     for name in ("dropout", "dropatt"):
         _require(0.0 <= model[name] < 1.0, f"model.{name} must be in [0, 1), got {model[name]}")
-    for name, allowed in (("positions", POSITIONS), ("flavor", FLAVORS), ("activation", tuple(ACTIVATIONS))):
+    for name, allowed in (("positions", POSITIONS), ("flavor", FLAVORS), ("activation", tuple(ACTIVATIONS)),
+                          ("remat", tuple(REMAT)), ("dtype", ("float32", "bfloat16"))):
         _require(model[name] in allowed, f"model.{name} {model[name]!r} is not one of {', '.join(allowed)}")
     _require(model.d_embed >= 0, f"model.d_embed must be >= 0 (0: d_model), got {model.d_embed}")
     check_cutoffs(model)

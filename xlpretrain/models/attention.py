@@ -28,8 +28,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-# Masked scores are set to this rather than -inf so that a row with no visible key (padding)
-# gives a uniform distribution instead of NaN.
+# Masked scores become this (added to a score, it rounds to itself) rather than -inf, so that a row
+# with no visible key (padding) gives a uniform distribution instead of NaN.
 MASKED = -1e30
 
 
@@ -115,6 +115,15 @@ class Attention(nn.Module):
             seg = self.param("seg", nn.with_logical_partitioning(init, ("kv", "heads", "head_dim")),
                              (2, self.n_head, self.d_head))
         dropout = nn.Dropout(self.dropatt)
+        # The matmuls run in the dtype of the input (bfloat16 under model.dtype="bfloat16"), the
+        # softmax's maximum, sums and normalisation in float32.
+        dtype = h.dtype
+        w_q, w_kv, w_o, b_q, b_kv, b_o = (x.astype(dtype) for x in (w_q, w_kv, w_o, b_q, b_kv, b_o))
+        if self.relative:
+            w_r = w_r.astype(dtype)
+            relative = jax.tree.map(lambda x: x.astype(dtype) if x.dtype != bool else x, relative)
+        if self.segments:
+            seg = seg.astype(dtype)
 
         # Head-major layouts [heads, batch, length, head_dim] keep the score matmuls free of
         # transposes. Queries come from the segment only; keys and values from [memory; segment].
@@ -149,14 +158,19 @@ class Attention(nn.Module):
                 if relative.other_segment is not None:
                     same, other = jnp.einsum("hbqe,she->shbq", q + scale * relative.r_s_bias[:, None, None], seg)
                     scores = scores + jnp.where(relative.other_segment[None], other[..., None], same[..., None])
-            scores = jnp.where(visible, scores, MASKED)
+            # Adding the mask (0 or MASKED, which absorbs any score) rather than selecting keeps
+            # nothing of the scores for the backward pass.
+            scores = scores.astype(jnp.float32) + jnp.where(visible, 0.0, MASKED)
             # Softmax with the normalisation deferred to the output: dividing the [q_len, d_head]
             # result by the row sums equals dividing the [q_len, k_len] weights, and is a pass over a
             # tensor k_len/d_head times smaller. Dropout on the weights commutes with the row scaling.
-            weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
-            row_sums = jnp.sum(weights, axis=-1, keepdims=True)
+            # The exponentials are taken (and kept for the backward pass) in the compute dtype, their
+            # sums and the normalisation done in float32.
+            weights = jnp.exp((scores - jax.lax.stop_gradient(scores).max(axis=-1, keepdims=True)).astype(dtype))
+            row_sums = jnp.sum(weights, axis=-1, keepdims=True, dtype=jnp.float32)
             weights = dropout(weights, deterministic=deterministic)
-            return jnp.einsum("hbqk,hbke->hbqe", weights, v) / row_sums
+            attended = jnp.einsum("hbqk,hbke->hbqe", weights, v, preferred_element_type=jnp.float32)
+            return (attended / row_sums).astype(dtype)
 
         def output(attended, axes):
             out = jnp.einsum("hbqe,hed->bqd", attended, w_o) + b_o

@@ -117,12 +117,13 @@ class AdaptiveSoftmax(nn.Module):
         """Logits of bin i's words (bin 0: followed by the cluster logits)."""
         b = self.bins[i]
         if b.out_proj:
-            hidden = jnp.einsum("...d,de->...e", hidden, self.projections[b.out_proj])
+            hidden = jnp.einsum("...d,de->...e", hidden, self.projections[b.out_proj].astype(hidden.dtype))
         weight, bias = self.tables[i], self.bias[b.start:b.end]
         if i == 0 and len(self.bins) > 1:
             weight = jnp.concatenate([weight, self.cluster_weight])
             bias = jnp.concatenate([bias, self.cluster_bias])
-        return jnp.einsum("...e,ve->...v", hidden, weight) + bias
+        # In the hidden states' dtype, with float32 logits.
+        return jnp.einsum("...e,ve->...v", hidden, weight.astype(hidden.dtype), preferred_element_type=jnp.float32) + bias
 
     def logits(self, hidden):
         """[batch, length, d_proj] -> [batch, length, vocab] scores whose softmax is the model's

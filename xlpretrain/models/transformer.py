@@ -39,6 +39,11 @@ from xlpretrain.models.positions import relative_distances, sinusoid
 from xlpretrain.models.softmax import AdaptiveSoftmax
 
 FLAVORS = ("transformer_xl", "bert", "xlnet")
+# What each layer keeps from the forward pass for the backward pass (`remat`): everything ("none"),
+# only its inputs, recomputing the rest ("full"), or what a jax.checkpoint_policies policy saves.
+REMAT = {"none": None, "full": jax.checkpoint_policies.nothing_saveable,
+         "dots_saveable": jax.checkpoint_policies.dots_saveable,
+         "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 POSITIONS = ("relative", "absolute")
 ACTIVATIONS = {
     "relu": nn.relu,
@@ -81,6 +86,9 @@ class TransformerXLConfig:
     flavor: str = "transformer_xl"  # or "bert", "xlnet": the block details of the original code (module docstring)
     reuse_len: int = 0         # positions of a segment cached as memory; 0: all (XLNet: the first half)
     bi_data: bool = False      # the second half of the batch is reversed text: relative distances negated
+    remat: str = "none"        # activation recomputation of each layer, a key of REMAT
+    dtype: str = "float32"     # computation: "bfloat16" runs the layers' matmuls in bfloat16 (parameters,
+    # memory, LayerNorm statistics, softmaxes and the loss stay float32)
 
     @property
     def embed_size(self) -> int:
@@ -164,14 +172,15 @@ def layer_norm(config: TransformerXLConfig, name: str) -> nn.LayerNorm:
     transformer_xl = config.flavor == "transformer_xl"
     scale_init = _normal_around_one(config.init_std) if transformer_xl else nn.initializers.ones
     return nn.LayerNorm(
-        epsilon=config.layer_norm_eps, use_fast_variance=transformer_xl,
+        epsilon=config.layer_norm_eps, use_fast_variance=transformer_xl, dtype=jnp.dtype(config.dtype),
         scale_init=nn.with_logical_partitioning(scale_init, ("embed",)),
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), name=name)
 
 
-def dense(features: int, init_std: float, axes: tuple[str, str], name: str) -> nn.Dense:
-    """A Dense layer with N(0, init_std) weights, zero bias, and logical axes (in, out)."""
-    return nn.Dense(features, kernel_init=nn.with_logical_partitioning(nn.initializers.normal(init_std), axes),
+def dense(features: int, init_std: float, axes: tuple[str, str], name: str, dtype: str | None = None) -> nn.Dense:
+    """A Dense layer with N(0, init_std) weights, zero bias, and logical axes (in, out), computing
+    in `dtype` (default: its input's and parameters' promoted dtype)."""
+    return nn.Dense(features, dtype=dtype and jnp.dtype(dtype), kernel_init=nn.with_logical_partitioning(nn.initializers.normal(init_std), axes),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]), name=name)
 
 
@@ -184,11 +193,11 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x, deterministic: bool):
         c = self.config
-        h = dense(c.d_inner, c.init_std, ("embed", "mlp"), "inner")(x)
+        h = dense(c.d_inner, c.init_std, ("embed", "mlp"), "inner", c.dtype)(x)
         h = nn.with_logical_constraint(ACTIVATIONS[c.activation](h), ("batch", "length", "mlp"))
         if not c.bert:
             h = nn.Dropout(c.dropout)(h, deterministic=deterministic)
-        h = dense(x.shape[-1], c.init_std, ("mlp", "embed"), "outer")(h)
+        h = dense(x.shape[-1], c.init_std, ("mlp", "embed"), "outer", c.dtype)(h)
         return nn.Dropout(c.dropout)(h, deterministic=deterministic)
 
 
@@ -303,7 +312,7 @@ class TransformerXL(nn.Module):
         c = self.config
         self.embed = Embeddings(c) if self.embeddings is None else self.embeddings
         if c.projects_embeddings:  # ELECTRA's embeddings_project, applied after the embedding dropout
-            self.project = dense(c.d_model, c.init_std, ("embedding", "embed"), "project")
+            self.project = dense(c.d_model, c.init_std, ("embedding", "embed"), "project", c.dtype)
         if c.positions == "relative":
             shape, axes = ((c.n_layer, c.n_head, c.d_head), ("layers", "heads", "head_dim")) if c.untie_r \
                 else ((c.n_head, c.d_head), ("heads", "head_dim"))
@@ -315,7 +324,8 @@ class TransformerXL(nn.Module):
         if c.xlnet:
             self.mask_emb = self.param("mask_emb", nn.with_logical_partitioning(_glorot_vector, (None, None, "embed")),
                                        (1, 1, c.d_model))
-        self.layers = [Block(c, name=f"layer_{i}") for i in range(c.n_layer)]
+        block = Block if c.remat == "none" else nn.remat(Block, policy=REMAT[c.remat], static_argnums=(4,))
+        self.layers = [block(c, name=f"layer_{i}") for i in range(c.n_layer)]
         self.drop = nn.Dropout(c.dropout)
 
     def _relative_terms(self, layer: int, pos_emb, other_segment) -> RelativeTerms:
@@ -340,7 +350,8 @@ class TransformerXL(nn.Module):
             other_segment = token_types[:, :, None] != key_types[:, None, :]
         if token_types is None:
             token_types = jnp.zeros(tokens.shape, jnp.int32)
-        h = self.embed(tokens, token_types, deterministic)
+        dtype = jnp.dtype(c.dtype)
+        h = self.embed(tokens, token_types, deterministic).astype(dtype)
         if c.projects_embeddings:
             h = self.project(h)
         if input_valid is None:
@@ -353,20 +364,22 @@ class TransformerXL(nn.Module):
 
             g_visible = over_keys(permutation.can_see)
             visible = over_keys(permutation.can_see | jnp.eye(q_len, dtype=bool))
-            target_mapping = permutation.target_mapping.astype(h.dtype)
-            g = jnp.broadcast_to(self.mask_emb, (batch, target_mapping.shape[1], c.d_model))
+            target_mapping = permutation.target_mapping.astype(dtype)
+            g = jnp.broadcast_to(self.mask_emb.astype(dtype), (batch, target_mapping.shape[1], c.d_model))
             g = self.drop(g, deterministic=deterministic)
         pos_emb = None
         if c.positions == "relative":
             distances = relative_distances(mem_len + q_len, q_len, c.causal, c.clamp_len)
             directions = (distances, -distances) if c.bi_data else (distances,)
-            pos_emb = self.drop(jnp.stack([sinusoid(d, c.d_model) for d in directions]), deterministic=deterministic)
+            pos_emb = self.drop(jnp.stack([sinusoid(d, c.d_model) for d in directions]).astype(dtype),
+                                deterministic=deterministic)
 
         layer_inputs = []
         for i, layer in enumerate(self.layers):
             layer_inputs.append(h)
             relative = self._relative_terms(i, pos_emb, other_segment) if pos_emb is not None else None
-            h, g = layer(h, memory.hidden[i], visible, deterministic, relative, g, target_mapping, g_visible)
+            h, g = layer(h, memory.hidden[i].astype(dtype), visible, deterministic, relative, g, target_mapping,
+                         g_visible)
         out = h if g is None else g
         if not c.bert:
             out = self.drop(out, deterministic=deterministic)

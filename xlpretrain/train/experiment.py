@@ -9,6 +9,7 @@ import copy
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -52,6 +53,10 @@ class Experiment:
         self.rules = parallel.rules(config)
         for where in ("train", "eval"):
             parallel.check_batch_size(config[where].batch_size, self.mesh, self.rules, where)
+        micro, ways = config.train.micro_batches, parallel.batch_ways(self.mesh, self.rules)
+        if micro < 1 or config.train.batch_size % (micro * ways):
+            raise UserError(f"train.micro_batches={micro} must divide train.batch_size={config.train.batch_size} "
+                            f"into micro-batches that split over the {ways} devices of the batch")
         self.objective = objectives.build(config)
         self.tx = optim.optimizer(config.train)
         self.batch_sharding = parallel.batch_sharding(self.mesh, self.rules)
@@ -115,18 +120,48 @@ class Experiment:
         return {name: jax.ShapeDtypeStruct(shape, dtype, sharding=self.batch_sharding)
                 for name, (shape, dtype) in shapes.items()}
 
+    def gradients(self, params, batch, memory, rng):
+        """(loss, next memory, metrics, gradients) of a batch, accumulated over train.micro_batches
+        micro-batches: micro-batch j is rows j, j + k, j + 2k, ... (k micro-batches) of the batch and
+        of the memory, so that every device holds its share of each; the loss and the gradients are
+        the means over micro-batches, the metrics' (sum, weight) pairs their sums."""
+        grad_fn = jax.value_and_grad(self.objective.loss, has_aux=True)
+        k = self.config.train.micro_batches
+        if k == 1:
+            (loss, (memory, metrics)), grads = grad_fn(params, batch, memory, rng, True)
+            return loss, memory, metrics, grads
+
+        def split(x, axis=0):  # [..., B, ...] -> [k, ..., B / k, ...]
+            return jnp.moveaxis(x.reshape(x.shape[:axis] + (x.shape[axis] // k, k) + x.shape[axis + 1:]), axis + 1, 0)
+
+        def merge(x, axis=0):
+            x = jnp.moveaxis(x, 0, axis + 1)
+            return x.reshape(x.shape[:axis] + (-1,) + x.shape[axis + 2:])
+
+        batch_axis = jax.tree.map(lambda _, axes: axes.index("batch"), memory, self.objective.memory_axes)
+
+        def micro_batch(grads, inputs):
+            j, batch, memory = inputs
+            (loss, (memory, metrics)), more = grad_fn(params, batch, memory, jax.random.fold_in(rng, j), True)
+            return jax.tree.map(jnp.add, grads, more), (loss, memory, metrics)
+
+        grads, (losses, memory, metrics) = jax.lax.scan(
+            micro_batch, jax.tree.map(jnp.zeros_like, params),
+            (jnp.arange(k), jax.tree.map(split, batch), jax.tree.map(split, memory, batch_axis)))
+        return (losses.mean(), jax.tree.map(merge, memory, batch_axis), jax.tree.map(lambda x: x.sum(0), metrics),
+                jax.tree.map(lambda g: g / k, grads))
+
     def train_step(self):
         """The jitted step (state, batch) -> (state, metrics); the old state's buffers are donated."""
-        objective, tx = self.objective, self.tx
+        tx = self.tx
 
         def step(state: TrainState, batch):
             rng = jax.random.fold_in(state.rng, state.step)
-            grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
-            (loss, (memory, metrics)), grads = grad_fn(state.params, batch, state.memory, rng, True)
+            loss, memory, metrics, grads = self.gradients(state.params, batch, state.memory, rng)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                                opt_state=opt_state, rng=state.rng, memory=memory)
-            return state, {"objective": metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+            return state, {"objective": metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
 
         return jax.jit(step, in_shardings=(self.state_shardings, self.batch_sharding),
                        out_shardings=(self.state_shardings, None), donate_argnums=0)

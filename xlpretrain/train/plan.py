@@ -13,8 +13,9 @@ XLA_FLAGS=--xla_force_host_platform_device_count=N):
 - Bytes per device: parameters, gradients and optimizer state as their shardings split them; the
   carried memory; activations, the residuals that JAX's autodiff keeps from the forward pass for
   the backward pass (traced, not compiled: exact before XLA's fusion), split along the batch (a
-  tensor axis splits some of them further, so there the figure is an upper bound);
-  and the backward pass's transient, the gradient of the largest residual (for a large
+  tensor axis splits some of them further, so there the figure is an upper bound), of one
+  micro-batch with train.micro_batches > 1 (which adds a second gradient, the running sum), and
+  fewer with model.remat; and the backward pass's transient, the gradient of the largest residual (for a large
   vocabulary, the logits), which exists beside all the residuals at the start of the backward pass.
   Checked against XLA's memory analysis of the compiled step in tests/test_plan.py.
 
@@ -73,11 +74,14 @@ def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
     def backward(params, batch, memory, rng):
         return jax.vjp(lambda params: exp.objective.loss(params, batch, memory, rng, True)[0], params)[1]
 
-    batch_ways = parallel.batch_ways(exp.mesh, exp.rules)
-    residuals = _residual_bytes(backward, state.params, batch, state.memory, state.rng)
+    batch_ways, micro = parallel.batch_ways(exp.mesh, exp.rules), config.train.micro_batches
+    rows = config.train.batch_size // micro
+    micro_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((rows,) + x.shape[1:], x.dtype), batch)
+    residuals = _residual_bytes(backward, state.params, micro_batch, jax.eval_shape(lambda: exp.objective.init_memory(rows)),
+                                state.rng)
     memory = {
         "params": _bytes_per_device(state.params, shardings.params),
-        "gradients": _bytes_per_device(state.params, shardings.params),
+        "gradients": _bytes_per_device(state.params, shardings.params) * (2 if micro > 1 else 1),
         "optimizer": _bytes_per_device(state.opt_state, shardings.opt_state),
         "memory": _bytes_per_device(state.memory, shardings.memory),
         "batch": _bytes(batch) // batch_ways,
