@@ -1,12 +1,20 @@
-"""Options that trade memory or speed for nothing else: every remat policy and gradient accumulation
-over micro-batches train with the same losses (and, for micro-batches, the same memory rows) as the
-plain step, and `plan` counts the activation memory they save."""
+"""Options that trade memory, precision or compile time for nothing else: every remat policy and
+gradient accumulation over micro-batches train with the same losses (and, for micro-batches, the
+same memory rows) as the plain step, `plan` counts the activation memory they save, bfloat16 follows
+float32, and the scanned layers compute what the unrolled ones do."""
 
+import dataclasses
+
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from xlpretrain import config as config_lib
+from xlpretrain.convert import checkpoints
+from xlpretrain.errors import UserError
+from xlpretrain.models.transformer import Memory, TransformerXL
 from xlpretrain.train import plan
 from xlpretrain.train.experiment import Experiment
 
@@ -37,9 +45,8 @@ def reference(cache_dir):
     return _train(_config(cache_dir))
 
 
-@pytest.mark.parametrize("extra", [["model.remat=full"], ["model.remat=dots_saveable"],
-                                   ["model.remat=dots_with_no_batch_dims_saveable"], ["train.micro_batches=2"],
-                                   ["train.micro_batches=4", "model.remat=full"]])
+@pytest.mark.parametrize("extra", [["model.remat=full"], ["model.remat=dots_saveable", "train.micro_batches=2"],
+                                   ["model.remat=dots_with_no_batch_dims_saveable", "train.micro_batches=4"]])
 def test_same_losses_and_memory_as_the_plain_step(extra, reference, cache_dir):
     losses, memory = _train(_config(cache_dir, extra))
     np.testing.assert_allclose(losses, reference[0], rtol=1e-5)
@@ -69,3 +76,79 @@ def test_bfloat16_computation_follows_float32_with_fewer_activation_bytes(refere
     assert not np.allclose(losses, reference[0], rtol=1e-5)  # the matmuls did run in bfloat16
     activations = plan.plan(config)["bytes_per_device"]["activations"]
     assert activations < 0.8 * plan.plan(_config(cache_dir))["bytes_per_device"]["activations"]
+
+
+def _stack_layers(params):
+    """The unrolled model's parameters in the scanned model's layout: layer_0 ... layer_{n-1} of each
+    backbone stacked under layers/layer."""
+    if not isinstance(params, dict):
+        return params
+    out = {k: _stack_layers(v) for k, v in params.items() if not k.startswith("layer_")}
+    n = sum(k.startswith("layer_") for k in params)
+    if n:
+        out["layers"] = {"layer": jax.tree.map(lambda *x: np.stack(x), *[params[f"layer_{i}"] for i in range(n)])}
+    return out
+
+
+def _assert_same(plain, scanned):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), _stack_layers(plain),
+                 jax.tree.map(np.asarray, scanned))
+
+
+@pytest.mark.parametrize("extra", [[], ["model.untie_r=True", "model.remat=full"]], ids=["shared-r", "untied-r-remat"])
+def test_scanned_layers_compute_what_the_unrolled_ones_do(extra, cache_dir):
+    """The unrolled model's parameters, stacked under `layers`, give the scanned model the same
+    losses, gradients and memory over two segments."""
+    plain = Experiment(_config(cache_dir, extra))
+    scanned = Experiment(_config(cache_dir, extra + ["model.scan_layers=True"]))
+    params = jax.tree.map(np.asarray, plain.init_state().params)
+    assert jax.tree.structure(_stack_layers(params)) == jax.tree.structure(scanned.state_shapes.params)
+    stream = plain.stream("train")
+    results = []
+    for exp, p in ((plain, params), (scanned, _stack_layers(params))):
+        grad = jax.jit(jax.value_and_grad(exp.objective.loss, has_aux=True), static_argnums=4)
+        memory, out = exp.objective.init_memory(8), []
+        for step in range(2):
+            (loss, (memory, _)), grads = grad(p, stream.batch_at(step), memory, jax.random.PRNGKey(0), False)
+            out.append((float(loss), np.asarray(memory.hidden), grads))
+        results.append(out)
+    for (loss, memory, grads), (scanned_loss, scanned_memory, scanned_grads) in zip(*results):
+        assert scanned_loss == pytest.approx(loss, rel=1e-6)
+        np.testing.assert_allclose(scanned_memory, memory, rtol=1e-5, atol=1e-6)
+        _assert_same(grads, scanned_grads)
+
+
+def test_scanned_encoders_compute_what_the_unrolled_ones_do():
+    """ELECTRA's generator and discriminator (BERT's encoder, embeddings shared) scanned."""
+    from test_encoders import encoder_batch, objective
+
+    plain, params = objective("rtd")
+    scanned, _ = objective("rtd", model__scan_layers=True)
+    results = [jax.jit(jax.value_and_grad(lambda p, o=o: o.loss(p, encoder_batch(), (), jax.random.PRNGKey(5), False)[0]))(p)
+               for o, p in ((plain, params), (scanned, _stack_layers(params)))]
+    assert results[1][0] == pytest.approx(float(results[0][0]), rel=1e-6)
+    _assert_same(results[0][1], results[1][1])
+
+
+def test_scanned_two_stream_attention_computes_what_the_unrolled_one_does():
+    """XLNet's two streams (untied relative and segment biases) over a segment and its memory."""
+    from test_xlnet import BATCH, MODEL, sample, segment
+
+    tokens, types, starts, functional = segment(0)
+    order, _, _ = sample(jax.random.PRNGKey(0), jnp.asarray(starts), jnp.asarray(functional))
+    plain, scanned = TransformerXL(MODEL), TransformerXL(dataclasses.replace(MODEL, scan_layers=True))
+    params = nn.meta.unbox(jax.jit(plain.init)(jax.random.PRNGKey(1), tokens, Memory.empty(MODEL, BATCH), types,
+                                               permutation=order)["params"])
+    outputs = []
+    for module, p in ((plain, params), (scanned, _stack_layers(params))):
+        forward = jax.jit(lambda p, memory, module=module: module.apply({"params": p}, tokens, memory, types,
+                                                                       permutation=order))
+        g, memory = forward(p, Memory.empty(MODEL, BATCH))
+        outputs.append(forward(p, memory))
+    np.testing.assert_allclose(outputs[1][0], outputs[0][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs[1][1].hidden, outputs[0][1].hidden, rtol=1e-5, atol=1e-6)
+
+
+def test_conversion_refuses_scanned_layers(cache_dir):
+    with pytest.raises(UserError, match="set model.scan_layers=False"):
+        checkpoints.import_checkpoint("unused", None, _config(cache_dir, ["model.scan_layers=True"]), "unused")

@@ -98,6 +98,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.remat = "none"
     # "bfloat16": the layers' matmuls in bfloat16, everything stored and the softmaxes in float32.
     c.model.dtype = "float32"
+    # One layer's program run n_layer times (parameters stacked along a "layers" axis): compile
+    # time independent of the depth. HuggingFace conversion needs it False.
+    c.model.scan_layers = False
 
     # Masking of the encoder objectives (objectives/masking.py); BERT's values.
     c.masking = ml_collections.ConfigDict(dict(

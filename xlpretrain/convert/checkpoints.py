@@ -133,9 +133,15 @@ def _entries(exp: Experiment, architecture: str) -> list[hf_bert.Entry]:
     return hf_bert.masked_lm_entries(architecture, model.n_layer, projected, exp.config.data.examples.next_sentence)
 
 
+def _layer_by_layer(config: ml_collections.ConfigDict) -> None:
+    if config.model.scan_layers:
+        raise UserError("HuggingFace weights convert layer by layer; set model.scan_layers=False")
+
+
 def transfo_xl_params(hf_dir: str, exp: Experiment) -> dict:
     """The params of an `ar` run from a HuggingFace `TransfoXLLMHeadModel` directory (the released
     Transformer-XL), after checking its config.json against the run's model."""
+    _layer_by_layer(exp.config)
     hf_config, state = read_hf(hf_dir)
     _wanted(_architecture(hf_config), exp.config.objective)
     model = config_lib.model_config(exp.config)
@@ -153,6 +159,7 @@ def _wanted(architecture: str, objective: str) -> None:
 
 
 def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collections.ConfigDict, workdir: str) -> None:
+    _layer_by_layer(config)
     if config.objective == "ar":
         config = with_release_vocabulary(config, hf_dir)
         exp = Experiment(config, with_data=False)
@@ -254,6 +261,7 @@ def export_checkpoint(workdir: str, hf_dir: str, step: int | None) -> None:
     if not (workdir / CONFIG_FILE).is_file():
         raise UserError(f"{workdir} holds no {CONFIG_FILE}; pass the --workdir of a run")
     config = config_lib.from_json((workdir / CONFIG_FILE).read_text())
+    _layer_by_layer(config)
     if config.objective not in ("mlm", "plm", "rtd"):
         raise UserError(f"export writes BERT, ELECTRA and XLNet checkpoints; the run in {workdir} is {config.objective!r}")
     exp = Experiment(config, with_data=False)

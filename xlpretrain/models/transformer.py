@@ -89,6 +89,8 @@ class TransformerXLConfig:
     remat: str = "none"        # activation recomputation of each layer, a key of REMAT
     dtype: str = "float32"     # computation: "bfloat16" runs the layers' matmuls in bfloat16 (parameters,
     # memory, LayerNorm statistics, softmaxes and the loss stay float32)
+    scan_layers: bool = False  # one layer's program run n_layer times (nn.scan): parameters stacked
+    # under "layers" with a leading "layers" axis, compile time independent of the depth
 
     @property
     def embed_size(self) -> int:
@@ -278,6 +280,24 @@ class Embeddings(nn.Module):
         return nn.with_logical_constraint(self.drop(h, deterministic=deterministic), ("batch", "length", "embed"))
 
 
+class LayerStep(nn.Module):
+    """One layer as a step of `nn.scan` over the layers: carries the streams (h, g), reads the
+    layer's memory and, with untie_r, its relative biases, and outputs the layer's input (what the
+    memory keeps)."""
+
+    config: TransformerXLConfig
+
+    @nn.compact
+    def __call__(self, streams, per_layer, visible, pos_emb, shared_biases, other_segment, target_mapping, g_visible,
+                 deterministic: bool):
+        h, g = streams
+        memory, biases = per_layer
+        relative = None if pos_emb is None else RelativeTerms(pos_emb, *(biases or shared_biases), other_segment)
+        c = self.config
+        block = Block if c.remat == "none" else nn.remat(Block, policy=REMAT[c.remat], static_argnums=(4,))
+        return block(c, name="layer")(h, memory, visible, deterministic, relative, g, target_mapping, g_visible), h
+
+
 @flax.struct.dataclass
 class Permutation:
     """XLNet's factorization order, as the two-stream attention reads it.
@@ -324,15 +344,39 @@ class TransformerXL(nn.Module):
         if c.xlnet:
             self.mask_emb = self.param("mask_emb", nn.with_logical_partitioning(_glorot_vector, (None, None, "embed")),
                                        (1, 1, c.d_model))
-        block = Block if c.remat == "none" else nn.remat(Block, policy=REMAT[c.remat], static_argnums=(4,))
-        self.layers = [block(c, name=f"layer_{i}") for i in range(c.n_layer)]
+        if c.scan_layers:
+            self.layers = nn.scan(LayerStep, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                                  in_axes=(0,) + (nn.broadcast,) * 7, length=c.n_layer,
+                                  metadata_params={nn.PARTITION_NAME: "layers"})(c, name="layers")
+        else:
+            block = Block if c.remat == "none" else nn.remat(Block, policy=REMAT[c.remat], static_argnums=(4,))
+            self.layers = [block(c, name=f"layer_{i}") for i in range(c.n_layer)]
         self.drop = nn.Dropout(c.dropout)
 
-    def _relative_terms(self, layer: int, pos_emb, other_segment) -> RelativeTerms:
+    def _biases(self) -> tuple:
+        """(r_w_bias, r_r_bias, r_s_bias or None): [n_layer, n_head, d_head] each with untie_r."""
+        return self.r_w_bias, self.r_r_bias, self.r_s_bias if self.config.xlnet else None
+
+    def _layers(self, h, g, memory: Memory, visible, deterministic: bool, pos_emb, other_segment, target_mapping,
+                g_visible):
+        """Every layer in turn -> (h, g, the layers' inputs [n_layer, batch, q_len, d_model])."""
         c = self.config
-        pick = (lambda bias: bias[layer]) if c.untie_r else (lambda bias: bias)
-        return RelativeTerms(pos_emb, pick(self.r_w_bias), pick(self.r_r_bias),
-                             pick(self.r_s_bias) if c.xlnet else None, other_segment)
+        hidden = memory.hidden.astype(h.dtype)
+        if c.scan_layers:
+            per_layer = (hidden, self._biases() if c.untie_r and pos_emb is not None else None)
+            shared = self._biases() if not c.untie_r and pos_emb is not None else None
+            (h, g), inputs = self.layers((h, g), per_layer, visible, pos_emb, shared, other_segment, target_mapping,
+                                         g_visible, deterministic)
+            return h, g, inputs
+        inputs = []
+        for i, layer in enumerate(self.layers):
+            inputs.append(h)
+            relative = None
+            if pos_emb is not None:
+                pick = (lambda bias: None if bias is None else bias[i]) if c.untie_r else (lambda bias: bias)
+                relative = RelativeTerms(pos_emb, *map(pick, self._biases()), other_segment)
+            h, g = layer(h, hidden[i], visible, deterministic, relative, g, target_mapping, g_visible)
+        return h, g, jnp.stack(inputs)
 
     def __call__(self, tokens, memory: Memory, token_types=None, input_valid=None, deterministic: bool = True,
                  permutation: Permutation | None = None):
@@ -374,16 +418,11 @@ class TransformerXL(nn.Module):
             pos_emb = self.drop(jnp.stack([sinusoid(d, c.d_model) for d in directions]).astype(dtype),
                                 deterministic=deterministic)
 
-        layer_inputs = []
-        for i, layer in enumerate(self.layers):
-            layer_inputs.append(h)
-            relative = self._relative_terms(i, pos_emb, other_segment) if pos_emb is not None else None
-            h, g = layer(h, memory.hidden[i].astype(dtype), visible, deterministic, relative, g, target_mapping,
-                         g_visible)
+        h, g, cached = self._layers(h, g, memory, visible, deterministic, pos_emb, other_segment, target_mapping,
+                                    g_visible)
         out = h if g is None else g
         if not c.bert:
             out = self.drop(out, deterministic=deterministic)
-        cached = jnp.stack(layer_inputs)
         if c.reuse_len:
             cached = cached[:, :, :c.reuse_len]
         return out, memory.push(cached)

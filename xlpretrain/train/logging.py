@@ -6,15 +6,29 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import jax
 import tqdm
-from tensorboardX import SummaryWriter
 
 METRICS_FILE = "metrics.jsonl"
+
+
+def _summary_writer():
+    """tensorboardX's SummaryWriter, imported without torch where torch is installed but not loaded:
+    tensorboardX imports it only to accept torch tensors, which xlpretrain never passes, and it
+    would add 2 s to the start of every run."""
+    if "torch" in sys.modules:
+        return importlib.import_module("tensorboardX").SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX expects
+    try:
+        return importlib.import_module("tensorboardX").SummaryWriter
+    finally:
+        del sys.modules["torch"]
 
 
 def keep_lines_up_to(path: Path, step: int) -> None:
@@ -39,7 +53,7 @@ class MetricsLog:
     def __init__(self, workdir: Path):
         self.enabled = jax.process_index() == 0
         self.path = Path(workdir) / METRICS_FILE
-        self.writer = SummaryWriter(str(Path(workdir) / "tensorboard")) if self.enabled else None
+        self.writer = _summary_writer()(str(Path(workdir) / "tensorboard")) if self.enabled else None
 
     def write(self, line: dict) -> None:
         if not self.enabled:
