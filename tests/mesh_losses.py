@@ -13,7 +13,8 @@ from xlpretrain import config as config_lib
 from xlpretrain.train.experiment import Experiment
 
 
-def losses(config, steps: int = 5) -> list[float]:
+def train(config, steps: int = 5):
+    """(the losses of `steps` train steps from the config's seed, the final TrainState)."""
     exp = Experiment(config)
     state, step_fn, stream = exp.init_state(), exp.train_step(), exp.stream("train")
     out = []
@@ -21,7 +22,7 @@ def losses(config, steps: int = 5) -> list[float]:
         for step in range(steps):
             state, metrics = step_fn(state, exp.to_global(stream.batch_at(step)))
             out.append(float(metrics["loss"]))
-    return out
+    return out, state
 
 
 def main(cases: list) -> None:
@@ -31,7 +32,7 @@ def main(cases: list) -> None:
                 continue
             config = config_lib.override(config_lib.load(spec), [o.removeprefix("--config.") for o in overrides])
             config.mesh.update(**mesh)
-            print(json.dumps({"case": name, "mesh": mesh, "losses": losses(config)}), flush=True)
+            print(json.dumps({"case": name, "mesh": mesh, "losses": train(config)[0]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mesh_losses import train
 from xlpretrain import config as config_lib
 from xlpretrain.convert import checkpoints
 from xlpretrain.errors import UserError
@@ -29,14 +30,8 @@ def _config(cache_dir, extra=()):
                                OVERRIDES + [f"data.cache_dir={cache_dir}", *extra])
 
 
-def _train(config, steps: int = 4):
-    exp = Experiment(config)
-    state, step_fn, stream = exp.init_state(), exp.train_step(), exp.stream("train")
-    losses = []
-    with exp.context():
-        for step in range(steps):
-            state, metrics = step_fn(state, exp.to_global(stream.batch_at(step)))
-            losses.append(float(metrics["loss"]))
+def _train(config):
+    losses, state = train(config, steps=4)
     return np.asarray(losses), jax.tree.map(np.asarray, state.memory)
 
 
@@ -124,7 +119,10 @@ def test_scanned_encoders_compute_what_the_unrolled_ones_do():
 
     plain, params = objective("rtd")
     scanned, _ = objective("rtd", model__scan_layers=True)
-    results = [jax.jit(jax.value_and_grad(lambda p, o=o: o.loss(p, encoder_batch(), (), jax.random.PRNGKey(5), False)[0]))(p)
+    def loss(objective, params):
+        return objective.loss(params, encoder_batch(), (), jax.random.PRNGKey(5), False)[0]
+
+    results = [jax.jit(jax.value_and_grad(lambda p, o=o: loss(o, p)))(p)
                for o, p in ((plain, params), (scanned, _stack_layers(params)))]
     assert results[1][0] == pytest.approx(float(results[0][0]), rel=1e-6)
     _assert_same(results[0][1], results[1][1])

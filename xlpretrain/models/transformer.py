@@ -182,7 +182,8 @@ def layer_norm(config: TransformerXLConfig, name: str) -> nn.LayerNorm:
 def dense(features: int, init_std: float, axes: tuple[str, str], name: str, dtype: str | None = None) -> nn.Dense:
     """A Dense layer with N(0, init_std) weights, zero bias, and logical axes (in, out), computing
     in `dtype` (default: its input's and parameters' promoted dtype)."""
-    return nn.Dense(features, dtype=dtype and jnp.dtype(dtype), kernel_init=nn.with_logical_partitioning(nn.initializers.normal(init_std), axes),
+    return nn.Dense(features, dtype=dtype and jnp.dtype(dtype),
+                    kernel_init=nn.with_logical_partitioning(nn.initializers.normal(init_std), axes),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]), name=name)
 
 
@@ -280,6 +281,11 @@ class Embeddings(nn.Module):
         return nn.with_logical_constraint(self.drop(h, deterministic=deterministic), ("batch", "length", "embed"))
 
 
+def layer_class(config: TransformerXLConfig):
+    """Block, or Block that recomputes its activations in the backward pass under config.remat."""
+    return Block if config.remat == "none" else nn.remat(Block, policy=REMAT[config.remat], static_argnums=(4,))
+
+
 class LayerStep(nn.Module):
     """One layer as a step of `nn.scan` over the layers: carries the streams (h, g), reads the
     layer's memory and, with untie_r, its relative biases, and outputs the layer's input (what the
@@ -293,9 +299,8 @@ class LayerStep(nn.Module):
         h, g = streams
         memory, biases = per_layer
         relative = None if pos_emb is None else RelativeTerms(pos_emb, *(biases or shared_biases), other_segment)
-        c = self.config
-        block = Block if c.remat == "none" else nn.remat(Block, policy=REMAT[c.remat], static_argnums=(4,))
-        return block(c, name="layer")(h, memory, visible, deterministic, relative, g, target_mapping, g_visible), h
+        return layer_class(self.config)(self.config, name="layer")(h, memory, visible, deterministic, relative, g,
+                                                                   target_mapping, g_visible), h
 
 
 @flax.struct.dataclass
@@ -349,8 +354,7 @@ class TransformerXL(nn.Module):
                                   in_axes=(0,) + (nn.broadcast,) * 7, length=c.n_layer,
                                   metadata_params={nn.PARTITION_NAME: "layers"})(c, name="layers")
         else:
-            block = Block if c.remat == "none" else nn.remat(Block, policy=REMAT[c.remat], static_argnums=(4,))
-            self.layers = [block(c, name=f"layer_{i}") for i in range(c.n_layer)]
+            self.layers = [layer_class(c)(c, name=f"layer_{i}") for i in range(c.n_layer)]
         self.drop = nn.Dropout(c.dropout)
 
     def _biases(self) -> tuple:

@@ -82,11 +82,12 @@ def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
     batch_ways, micro = parallel.batch_ways(exp.mesh, exp.rules), config.train.micro_batches
     rows = config.train.batch_size // micro
     micro_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((rows,) + x.shape[1:], x.dtype), batch)
-    residuals = _residual_bytes(backward, state.params, micro_batch, jax.eval_shape(lambda: exp.objective.init_memory(rows)),
-                                state.rng)
+    micro_memory = jax.eval_shape(lambda: exp.objective.init_memory(rows))
+    residuals = _residual_bytes(backward, state.params, micro_batch, micro_memory, state.rng)
+    params = _bytes_per_device(state.params, shardings.params)
     memory = {
-        "params": _bytes_per_device(state.params, shardings.params),
-        "gradients": _bytes_per_device(state.params, shardings.params) * (2 if micro > 1 else 1),
+        "params": params,
+        "gradients": params * (2 if micro > 1 else 1),
         "optimizer": _bytes_per_device(state.opt_state, shardings.opt_state),
         "memory": _bytes_per_device(state.memory, shardings.memory),
         "batch": _bytes(batch) // batch_ways,
