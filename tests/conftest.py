@@ -70,11 +70,12 @@ def cli_env(cache_dir: Path, devices: int = 1) -> dict:
 
 
 def run_cli(args: list[str], cache_dir: Path, devices: int = 1, check: bool = True,
-            python: list[str] | None = None) -> subprocess.CompletedProcess:
-    """Runs `xlpretrain ARGS` in a fresh process (or `python` driver code that calls the CLI)."""
+            python: list[str] | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs `xlpretrain ARGS` in a fresh process (or `python` driver code that calls the CLI), with
+    `env` added to the environment."""
     command = (python or [sys.executable, "-m", "xlpretrain.cli"]) + args
-    result = subprocess.run(command, cwd=REPO, env=cli_env(cache_dir, devices), capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(command, cwd=REPO, env=dict(cli_env(cache_dir, devices), **(env or {})),
+                            capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result
@@ -85,5 +86,5 @@ def read_lines(workdir: Path) -> list[dict]:
 
 
 def comparable(lines: list[dict]) -> list[dict]:
-    """Everything logged but wall-clock throughput."""
-    return [{k: v for k, v in line.items() if k != "tokens_per_sec"} for line in lines]
+    """Everything logged but wall-clock throughput and time."""
+    return [{k: v for k, v in line.items() if k not in ("tokens_per_sec", "seconds")} for line in lines]

@@ -1,7 +1,8 @@
 """The same training on any mesh: for every objective, 5 steps from the same seed give the same
-losses on 1 device and on the meshes of 8 CPU devices data=8, data=2 x fsdp=4, 2 x 2 x 2, fsdp=8 and
+losses on 1 device and on the meshes of 8 CPU devices data=8, data=2 x fsdp=4, 2 x 2 x 2 and
 tensor=8 (tests/mesh_losses.py runs them in processes of their own, since the device count is fixed
-when JAX starts)."""
+when JAX starts). fsdp=8 alone is left to tests/test_multihost.py, which trains `ar` on it: for the
+other objectives it runs the code of data=2 x fsdp=4, and the suite has to stay within 10 minutes."""
 
 import json
 import subprocess
@@ -15,7 +16,7 @@ from conftest import REPO, cli_env
 ONE = {"data": 1, "fsdp": 1, "tensor": 1}
 MIXED = {"data": 2, "fsdp": 2, "tensor": 2}
 ALL_MESHES = [{"data": 8, "fsdp": 1, "tensor": 1}, {"data": 2, "fsdp": 4, "tensor": 1}, MIXED,
-              {"data": 1, "fsdp": 8, "tensor": 1}, {"data": 1, "fsdp": 1, "tensor": 8}]
+              {"data": 1, "fsdp": 1, "tensor": 8}]
 SMALL = ["--config.model.n_layer=1", "--config.model.d_model=32", "--config.model.n_head=8", "--config.model.d_head=4",
          "--config.model.d_inner=64", "--config.train.batch_size=8", "--config.train.warmup_steps=2",
          "--config.eval.batch_size=8"]

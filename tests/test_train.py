@@ -46,7 +46,9 @@ def test_a_run_logs_what_it_promises(uninterrupted):
     lines = read_lines(uninterrupted)
     train = [line for line in lines if line["split"] == "train"]
     assert [line["step"] for line in train] == list(range(1, 301))
-    assert {"loss", "ppl", "bits_per_token", "tokens_per_sec", "lr"} <= set(train[0])
+    assert {"loss", "ppl", "bits_per_token", "tokens_per_sec", "lr", "seconds"} <= set(train[0])
+    seconds = [line["seconds"] for line in lines]
+    assert seconds == sorted(seconds) and seconds[0] > 0
     valid = [line for line in lines if line["split"] == "valid"]
     assert [line["step"] for line in valid] == [50, 100, 150, 200, 250, 300]
     test = [line for line in lines if line["split"] == "test"]
@@ -77,6 +79,8 @@ def test_resume_after_sigkill_logs_identical_losses(uninterrupted, tmp_path, cac
     resumed = run_cli(TRAIN + ["--workdir", str(workdir)] + RESUMABLE, cache_dir)
     assert "resuming at step" in resumed.stdout
     assert comparable(read_lines(workdir)) == comparable(read_lines(uninterrupted))
+    seconds = [line["seconds"] for line in read_lines(workdir)]
+    assert seconds == sorted(seconds), "the wall time goes on from the lines kept at the resume"
 
 
 def test_kill_during_a_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path, cache_dir):
@@ -105,18 +109,65 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, cache_dir
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["4", "8"]
 
 
-def test_a_workdir_of_another_model_is_refused_unless_restart(uninterrupted, tmp_path, cache_dir):
+# A stand-in for the wandb package that records what a run asks of it, one JSON line per call.
+FAKE_WANDB = """
+import json, os
+
+class _Run:
+    def __init__(self, **kwargs):
+        self._write({"init": {k: v for k, v in kwargs.items() if k != "config"}, "config": kwargs["config"]["seed"]})
+    def _write(self, record):
+        with open(os.environ["FAKE_WANDB_LOG"], "a") as f:
+            f.write(json.dumps(record) + "\\n")
+    def log(self, values, step):
+        self._write({"log": values, "step": step})
+    def finish(self):
+        self._write({"finish": True})
+
+def init(**kwargs):
+    return _Run(**kwargs)
+"""
+
+
+def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(tmp_path, cache_dir):
+    """Also Weights & Biases, through a stand-in wandb module: it gets exactly the scalars of
+    metrics.jsonl, and a restarted run a W&B run of its own."""
+    (tmp_path / "fake" / "wandb").mkdir(parents=True)
+    (tmp_path / "fake" / "wandb" / "__init__.py").write_text(FAKE_WANDB)
+    record = tmp_path / "wandb.jsonl"
+    env = {"PYTHONPATH": str(tmp_path / "fake"), "FAKE_WANDB_LOG": str(record)}
+    wandb = ["--config.wandb.enabled=True", "--config.wandb.project=p", "--config.wandb.mode=offline"]
     workdir = tmp_path / "other"
-    run_cli(TRAIN + ["--workdir", str(workdir)] + TINY, cache_dir)
+    run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + wandb, cache_dir, env=env)
+    first_id = (workdir / "wandb_run_id").read_text()
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [call["init"] for call in calls if "init" in call] == [
+        {"project": "p", "entity": None, "name": "other", "id": first_id, "resume": "allow", "dir": str(workdir),
+         "mode": "offline"}]
+    logged = [(call["step"], call["log"]) for call in calls if "log" in call]
+    assert logged == [(line["step"], {f"{line['split']}/{k}": v for k, v in line.items()
+                                      if k not in ("step", "split") and isinstance(v, (int, float))})
+                      for line in read_lines(workdir)]
+    assert calls[-1] == {"finish": True}
+
     refused = run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + ["--config.model.n_layer=2"], cache_dir,
                       check=False)
     assert refused.returncode == 2
     assert "holds a checkpoint of a different model or data (model:" in refused.stderr
     assert "pass --restart to start over" in refused.stderr
 
-    run_cli(TRAIN + ["--workdir", str(workdir), "--restart"] + TINY + ["--config.model.n_layer=2"], cache_dir)
+    run_cli(TRAIN + ["--workdir", str(workdir), "--restart"] + TINY + wandb + ["--config.model.n_layer=2"], cache_dir,
+            env=env)
     (previous,) = (workdir / "previous").iterdir()
-    assert {"config.json", "metrics.jsonl", "checkpoints"} <= {p.name for p in previous.iterdir()}
+    assert {"config.json", "metrics.jsonl", "checkpoints", "wandb_run_id"} <= {p.name for p in previous.iterdir()}
+    inits = [json.loads(line)["init"] for line in record.read_text().splitlines() if "init" in line]
+    assert len(inits) == 2 and inits[1]["id"] == (workdir / "wandb_run_id").read_text() != first_id
+
+    (tmp_path / "fake" / "wandb" / "__init__.py").write_text("raise ImportError('no wandb here')")
+    missing = run_cli(TRAIN + ["--workdir", str(tmp_path / "third")] + TINY + wandb, cache_dir, check=False, env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "xlpretrain: error: wandb.enabled needs the wandb package: pip install 'xlpretrain[wandb]'")
 
 
 def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterrupted, cache_dir):
@@ -130,7 +181,7 @@ def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterr
                       "--config.eval.same_length=True"], cache_dir)
     line = json.loads(longer.stdout.strip().splitlines()[-1])
     assert line["eval"]["mem_len"] == 16 and line["eval"]["same_length"] is True
-    assert read_lines(uninterrupted)[-1] == line
+    assert comparable(read_lines(uninterrupted)[-1:]) == [line]
 
 
 def test_bench_and_params_commands(cache_dir, shared_data):
@@ -140,3 +191,4 @@ def test_bench_and_params_commands(cache_dir, shared_data):
     # The official PyTorch code builds the small benchmark model with 5,987,600 parameters.
     params = run_cli(["params", "--config", "configs/transformer_xl/bench_small.py"], cache_dir)
     assert params.stdout.split() == ["5,987,600", "total"]
+

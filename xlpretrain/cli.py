@@ -1,4 +1,4 @@
-"""The `xlpretrain` command: train, eval, params, bench.
+"""The `xlpretrain` command: train, eval, params, bench, plan, convert, data, sweep, report, plot.
 
     xlpretrain train  --config configs/quickstart.py --workdir DIR [--restart] [--config.KEY=VALUE ...]
     xlpretrain eval   --workdir DIR [--split test] [--step N] [--config.eval.mem_len=640 ...]
@@ -10,6 +10,9 @@
     xlpretrain convert export --workdir DIR --hf OUT [--step N]
     xlpretrain data download NAME --dir DIR        (NAME: wt103, wt2, ptb, enwik8, text8, lm1b)
     xlpretrain data prepare NAME --src DIR [--cache DIR] [--config.data.KEY=VALUE ...]   (NAME: a data.corpus)
+    xlpretrain sweep  FILE --workdir ROOT [--runner local|ray|print] [--parallel N] [--ray-address ADDR]
+    xlpretrain report ROOT [--metric valid/ppl]
+    xlpretrain plot   ROOT [--metric valid/ppl] [--x step|tokens|seconds] [--out FILE]
 
 `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides any config field; unknown keys are errors.
 train, eval and bench run on several hosts with the same command on each and `--coordinator
@@ -107,6 +110,27 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("name", help="a data.corpus: wt103, wt2, ptb, enwik8, text8, lm1b, text or tfds:NAME")
     prepare.add_argument("--src", required=True, help="the folder holding the corpus (data.dir)")
     prepare.add_argument("--cache", default="", help="the cache (data.cache_dir; default $XLPRETRAIN_CACHE or ~/.cache)")
+    sweep = commands.add_parser("sweep", help="run a sweep file's trials (skipping finished ones, resuming the others)")
+    sweep.add_argument("file", help="a sweep file, e.g. experiments/sweeps/quickstart_memory.py")
+    sweep.add_argument("--workdir", required=True, help="the sweep's root: trial NAME trains in ROOT/NAME")
+    sweep.add_argument("--runner", default="local", choices=("local", "ray", "print"),
+                       help="local: processes on this machine; ray: tasks on a Ray cluster; "
+                            "print: one `xlpretrain train` command per unfinished trial")
+    sweep.add_argument("--parallel", type=int, default=1,
+                       help="local: trials at once, each with an equal share of the CPU cores and GPUs")
+    sweep.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", "auto"),
+                       help="ray: the cluster's address (default $RAY_ADDRESS, else the running local cluster)")
+    sweep.add_argument("--cpus-per-trial", type=float, default=1, help="ray: the CPUs a trial's task reserves")
+    sweep.add_argument("--gpus-per-trial", type=float, default=0, help="ray: the GPUs a trial's task reserves")
+    for name, help_text in (("report", "one Markdown and CSV table of every run below ROOT"),
+                            ("plot", "a PNG of learning curves, one line per run below ROOT")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("root")
+        command.add_argument("--metric", default="valid/loss",
+                             help="SPLIT/KEY from metrics.jsonl, e.g. valid/ppl or valid/bits_per_token")
+    plot_command = commands.choices["plot"]
+    plot_command.add_argument("--x", default="step", choices=("step", "tokens", "seconds"))
+    plot_command.add_argument("--out", help="the PNG (default ROOT/SPLIT-KEY.png)")
     return parser
 
 
@@ -162,6 +186,20 @@ def run(argv: list[str]) -> None:
         from xlpretrain.train import plan
         report = plan.plan(_config(args.config, overrides), compile=args.compile)
         print(json.dumps(report) if args.json else plan.table(report))
+    elif args.command == "sweep":
+        from xlpretrain.sweep import runners, spec
+        failed = runners.run(spec.load(args.file), args.workdir, args.runner, args.parallel, args.ray_address,
+                             args.cpus_per_trial, args.gpus_per_trial)
+        if failed:
+            raise UserError(f"{failed} trial(s) failed; `xlpretrain report {args.workdir}` shows their errors")
+    elif args.command == "report":
+        from xlpretrain.sweep import report
+        print(report.report(args.root, args.metric), end="")
+        print(f"(also in {os.path.join(args.root, 'report.md')} and report.csv)")
+    elif args.command == "plot":
+        from xlpretrain.sweep import report
+        out, labels = report.plot(args.root, args.metric, args.x, args.out)
+        print(f"wrote {out} ({len(labels)} runs)")
     elif args.command == "bench":
         from xlpretrain.train.bench import bench
         print(json.dumps(bench(_config(args.config, overrides), args.steps)))

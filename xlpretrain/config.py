@@ -133,6 +133,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval.batch_size = 10         # columns, as the official eval.py
     c.eval.tgt_len, c.eval.mem_len, c.eval.clamp_len, c.eval.same_length = 128, 128, -1, False
 
+    # Weights & Biases (never required): the metrics of metrics.jsonl also go to a W&B run named
+    # after the workdir. mode "": W&B's default ($WANDB_MODE, else online); "offline" writes the run
+    # under the workdir for a later `wandb sync`.
+    c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="xlpretrain", entity="", mode=""))
+
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     # Logical axis name -> mesh axes (ARCHITECTURE.md, "Sharding is data").
     c.sharding_rules = (
@@ -256,15 +261,21 @@ def cpu_variant(config: ml_collections.ConfigDict, n_layer: int, d_model: int, n
     config.eval.update(batch_size=32, tgt_len=128)
 
 
+def run_python_file(path: str | Path, kind: str, hint: str = ""):
+    """Runs a config or sweep file (`kind`) as a module of its own and returns the module."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{kind} file {path} not found{hint}")
+    module_spec = importlib.util.spec_from_file_location(f"xlpretrain_{kind}_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def load(spec: str) -> ml_collections.ConfigDict:
     """Loads `path/to/config.py[:arg]` by calling the file's `get_config(arg)`."""
     path, _, arg = spec.partition(":")
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"config file {path} not found; pass --config path/to/config.py")
-    module_spec = importlib.util.spec_from_file_location(f"xlpretrain_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = run_python_file(path, "config", "; pass --config path/to/config.py")
     if not hasattr(module, "get_config"):
         raise UserError(f"config file {path} defines no get_config(arg); see configs/quickstart.py")
     config = module.get_config(arg) if arg else module.get_config()

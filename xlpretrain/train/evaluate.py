@@ -96,7 +96,7 @@ def evaluate_workdir(workdir: str | Path, split: str, step: int | None, override
                     "eval": exp.config.eval.to_dict()}
     finally:
         checkpoints.close()
-    log = MetricsLog(workdir)
+    log = MetricsLog(workdir, exp.config, wandb=False)
     log.write(line)
     log.close()
     announce(json.dumps(line))

@@ -1,7 +1,9 @@
-"""What a run writes about itself: `metrics.jsonl`, TensorBoard events, a progress bar.
+"""What a run writes about itself: `metrics.jsonl`, TensorBoard events, a progress bar, and, when
+`wandb.enabled`, the same metrics to Weights & Biases.
 
 `metrics.jsonl` has one JSON object per line with at least `step`, `split` ("train", "valid" or
-"test"), `loss` (nats per predicted token), `ppl` and `bits_per_token`. Only process 0 writes.
+"test"), `loss` (nats per predicted token), `ppl`, `bits_per_token` and `seconds` (the run's wall
+time so far, resumes added up). Only process 0 writes.
 """
 
 from __future__ import annotations
@@ -9,13 +11,19 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import secrets
 import sys
+import time
 from pathlib import Path
 
 import jax
+import ml_collections
 import tqdm
 
+from xlpretrain.errors import UserError
+
 METRICS_FILE = "metrics.jsonl"
+WANDB_ID_FILE = "wandb_run_id"  # the Weights & Biases run that a resumed run goes on logging to
 
 
 def _summary_writer():
@@ -49,25 +57,62 @@ def read_metrics(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _wandb_run(workdir: Path, config: ml_collections.ConfigDict):
+    """A Weights & Biases run for the workdir, the same one again when the run resumes."""
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("wandb.enabled needs the wandb package: pip install 'xlpretrain[wandb]'") from None
+    id_file = workdir / WANDB_ID_FILE
+    if not id_file.is_file():
+        id_file.write_text(secrets.token_hex(8))
+    settings = config.wandb
+    return wandb.init(project=settings.project, entity=settings.entity or None, name=workdir.resolve().name,
+                      id=id_file.read_text().strip(), resume="allow", dir=str(workdir), mode=settings.mode or None,
+                      config=config.to_dict())
+
+
 class MetricsLog:
-    def __init__(self, workdir: Path):
+    """`wandb=False` keeps the lines from W&B (`xlpretrain eval` logs an earlier step, which W&B drops)."""
+
+    def __init__(self, workdir: Path, config: ml_collections.ConfigDict, wandb: bool = True):
         self.enabled = jax.process_index() == 0
         self.path = Path(workdir) / METRICS_FILE
         self.writer = _summary_writer()(str(Path(workdir) / "tensorboard")) if self.enabled else None
+        wandb = wandb and config.wandb.enabled and self.enabled
+        self.wandb = _wandb_run(Path(workdir), config) if wandb else None
+        self._continue_clock()
+
+    def _continue_clock(self) -> None:
+        logged = read_metrics(self.path.parent)
+        self.start = time.perf_counter() - max((line.get("seconds", 0) for line in logged), default=0)
+
+    def resume(self, step: int) -> None:
+        """Keeps the lines up to `step` (a run resumed at step s logs the later ones again) and
+        counts the wall time on from theirs."""
+        if self.enabled:
+            keep_lines_up_to(self.path, step)
+        self._continue_clock()
 
     def write(self, line: dict) -> None:
         if not self.enabled:
             return
+        line = {**line, "seconds": round(time.perf_counter() - self.start, 2)}
         with open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")
-        for key, value in line.items():
-            if key not in ("step", "split") and isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(f"{line['split']}/{key}", value, line["step"])
+        scalars = {f"{line['split']}/{key}": value for key, value in line.items()
+                   if key not in ("step", "split") and isinstance(value, (int, float)) and math.isfinite(value)}
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, line["step"])
         self.writer.flush()
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=line["step"])
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
 def announce(message: str) -> None:

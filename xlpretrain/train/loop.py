@@ -29,7 +29,7 @@ from xlpretrain.train import optim
 from xlpretrain.train.checkpoint import Checkpoints
 from xlpretrain.train.evaluate import Evaluator
 from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
-from xlpretrain.train.logging import METRICS_FILE, MetricsLog, announce, keep_lines_up_to, progress, read_metrics
+from xlpretrain.train.logging import METRICS_FILE, WANDB_ID_FILE, MetricsLog, announce, progress, read_metrics
 
 
 class Diverged(UserError):
@@ -75,7 +75,7 @@ def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: b
                             f"or choose another --workdir")
     if restart:
         previous = workdir / "previous" / time.strftime("%Y%m%d-%H%M%S")
-        for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard"):
+        for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard", WANDB_ID_FILE):
             if (workdir / name).exists():
                 previous.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(workdir / name), str(previous / name))
@@ -137,7 +137,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restart: bool 
 
     train_cfg = config.train
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, train_cfg.keep_checkpoints)
-    log = MetricsLog(workdir)
+    log = MetricsLog(workdir, config)
     try:
         with exp.context():
             return _run(exp, checkpoints, log, workdir)
@@ -149,7 +149,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restart: bool 
 def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Path) -> dict:
     train_cfg = exp.config.train
     start = checkpoints.latest_step() or 0
-    keep_lines_up_to(workdir / METRICS_FILE, start)
+    log.resume(start)
     finished = [line for line in read_metrics(workdir) if line["split"] == "test" and line["step"] == train_cfg.steps]
     if start >= train_cfg.steps and finished:
         announce(f"xlpretrain: the run in {workdir} is complete at step {start}; raise train.steps to go on")
