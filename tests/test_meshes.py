@@ -53,15 +53,25 @@ def losses(small_wikitext, cache_dir) -> dict:
         stdout, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
         for line in map(json.loads, stdout.splitlines()):
-            result[line["case"], json.dumps(line["mesh"], sort_keys=True)] = line["losses"]
+            result[line["case"], json.dumps(line["mesh"], sort_keys=True)] = line
     return result
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_mesh_trains_as_one_device(name, losses):
-    reference = np.asarray(losses[name, json.dumps(ONE, sort_keys=True)])
+    reference = np.asarray(losses[name, json.dumps(ONE, sort_keys=True)]["losses"])
     assert len(reference) == 5 and np.all(np.isfinite(reference))
     for mesh in ALL_MESHES:
-        got = np.asarray(losses[name, json.dumps(mesh, sort_keys=True)])
+        got = np.asarray(losses[name, json.dumps(mesh, sort_keys=True)]["losses"])
         np.testing.assert_allclose(got, reference, rtol=1e-5, err_msg=f"{name} on {mesh}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_train_step_compiles_once(name, losses):
+    """The first step compiles the train step (`jit(step)`) once and nothing else; later steps
+    compile nothing at all, on one device and on every mesh."""
+    for mesh in [ONE] + ALL_MESHES:
+        compilations = losses[name, json.dumps(mesh, sort_keys=True)]["compilations"]
+        assert compilations == [{"jit(step)": 1}] + [{}] * 4, mesh

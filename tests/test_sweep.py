@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import REPO, cli_env, comparable, read_lines, run_cli
 from xlpretrain.errors import UserError
 from xlpretrain.sweep import choice, loguniform, product, sample, spec, zipped
-from xlpretrain.sweep import report
+from xlpretrain.sweep import report, runners
 from xlpretrain.sweep.report import find_runs, table
 from xlpretrain.train.logging import keep_lines_up_to
 
@@ -118,7 +118,7 @@ def _check_outcome(root: Path, steps: int):
     return rows
 
 
-def test_local_sweep_records_a_failure_skips_finished_trials_and_resumes_a_cut_one(tmp_path, cache_dir):
+def test_local_sweep_records_a_failure_skips_finished_trials_and_resumes_a_cut_one(tmp_path, cache_dir, capsys, monkeypatch):
     root = tmp_path / "sweep"
     first = run_cli(["sweep", str(_sweep(tmp_path, 8)), "--workdir", str(root), "--parallel", "2"], cache_dir,
                     check=False)
@@ -141,8 +141,9 @@ def test_local_sweep_records_a_failure_skips_finished_trials_and_resumes_a_cut_o
     attempts = {r["run"]: json.loads((root / r["run"] / "trial.json").read_text())["attempts"] for r in rows}
     assert attempts == {r["run"]: 2 if r["run"] in (cut.name, "warmup_steps=50") else 1 for r in rows}
 
-    printed = run_cli(["sweep", str(_sweep(tmp_path, 8)), "--workdir", str(root), "--runner", "print"],
-                      cache_dir).stdout.splitlines()
+    monkeypatch.chdir(REPO)
+    runners.run(spec.load(_sweep(tmp_path, 8)), root, "print")
+    printed = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("# ") and line.endswith(": finished") for line in printed) == 3
     assert [line for line in printed if line.startswith("xlpretrain train")] == [
         f"xlpretrain train --config configs/quickstart.py --workdir {root / 'warmup_steps=50'} "

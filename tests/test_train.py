@@ -11,6 +11,9 @@ import time
 import pytest
 
 from conftest import REPO, TINY, cli_env, comparable, read_lines, run_cli
+from xlpretrain import config as config_lib
+from xlpretrain.errors import UserError
+from xlpretrain.train.logging import MetricsLog
 
 pytestmark = pytest.mark.slow
 
@@ -163,11 +166,14 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
     inits = [json.loads(line)["init"] for line in record.read_text().splitlines() if "init" in line]
     assert len(inits) == 2 and inits[1]["id"] == (workdir / "wandb_run_id").read_text() != first_id
 
-    (tmp_path / "fake" / "wandb" / "__init__.py").write_text("raise ImportError('no wandb here')")
-    missing = run_cli(TRAIN + ["--workdir", str(tmp_path / "third")] + TINY + wandb, cache_dir, check=False, env=env)
-    assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines()[-1] == (
-        "xlpretrain: error: wandb.enabled needs the wandb package: pip install 'xlpretrain[wandb]'")
+
+
+def test_wandb_enabled_without_the_package_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    config = config_lib.defaults()
+    config.wandb.enabled = True
+    with pytest.raises(UserError, match=r"^wandb.enabled needs the wandb package: pip install 'xlpretrain\[wandb\]'$"):
+        MetricsLog(tmp_path, config)
 
 
 def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterrupted, cache_dir):

@@ -56,16 +56,16 @@ def find_runs(root: str | Path) -> list[Run]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder")
-    workdirs = sorted({path.parent for name in (CONFIG_FILE, STATUS_FILE) for path in root.rglob(name)
-                       if "previous" not in path.relative_to(root).parts})
+    configs = {path.parent: json.loads(path.read_text()) for path in root.rglob(CONFIG_FILE)}
+    configs = {workdir: config for workdir, config in configs.items() if "objective" in config}  # not HF's
+    workdirs = sorted({*configs, *(path.parent for path in root.rglob(STATUS_FILE))})
+    workdirs = [workdir for workdir in workdirs if "previous" not in workdir.relative_to(root).parts]
     if not workdirs:
         raise UserError(f"no runs under {root}: a run's workdir holds {CONFIG_FILE}")
     runs = []
     for workdir in workdirs:
         status = read_status(workdir)
-        config = workdir / CONFIG_FILE
-        settings = (_flatten(json.loads(config.read_text())) if config.is_file()
-                    else dict(status.get("overrides", {})))
+        settings = _flatten(configs[workdir]) if workdir in configs else dict(status.get("overrides", {}))
         runs.append(Run(str(workdir.relative_to(root)) if workdir != root else root.name,
                         settings, read_metrics(workdir), status))
     return runs
