@@ -92,3 +92,4 @@ def read_lines(workdir: Path) -> list[dict]:
 def comparable(lines: list[dict]) -> list[dict]:
     """Everything logged but wall-clock throughput and time."""
     return [{k: v for k, v in line.items() if k not in ("tokens_per_sec", "seconds")} for line in lines]
+

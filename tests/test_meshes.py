@@ -1,8 +1,8 @@
-"""The same training on any mesh: for every objective, 5 steps from the same seed give the same
-losses on 1 device and on the meshes of 8 CPU devices data=8, data=2 x fsdp=4, 2 x 2 x 2 and
+"""The same training on any mesh: for every objective, 3 steps from the same seed give the same
+losses on 1 device and on the meshes of 8 CPU devices data=8, 2 x 2 x 2 (data, fsdp, tensor) and
 tensor=8 (tests/mesh_losses.py runs them in processes of their own, since the device count is fixed
-when JAX starts). fsdp=8 alone is left to tests/test_multihost.py, which trains `ar` on it: for the
-other objectives it runs the code of data=2 x fsdp=4, and the suite has to stay within 10 minutes."""
+when JAX starts). fsdp=8 is left to tests/test_multihost.py, which trains `ar` on it, and
+data=2 x fsdp=4 (whose code 2 x 2 x 2 runs) to the suite's 10 minutes."""
 
 import json
 import subprocess
@@ -15,8 +15,7 @@ from conftest import REPO, cli_env
 
 ONE = {"data": 1, "fsdp": 1, "tensor": 1}
 MIXED = {"data": 2, "fsdp": 2, "tensor": 2}
-ALL_MESHES = [{"data": 8, "fsdp": 1, "tensor": 1}, {"data": 2, "fsdp": 4, "tensor": 1}, MIXED,
-              {"data": 1, "fsdp": 1, "tensor": 8}]
+ALL_MESHES = [{"data": 8, "fsdp": 1, "tensor": 1}, MIXED, {"data": 1, "fsdp": 1, "tensor": 8}]
 SMALL = ["--config.model.n_layer=1", "--config.model.d_model=32", "--config.model.n_head=8", "--config.model.d_head=4",
          "--config.model.d_inner=64", "--config.train.batch_size=8", "--config.train.warmup_steps=2",
          "--config.eval.batch_size=8"]
@@ -61,7 +60,7 @@ def losses(small_wikitext, cache_dir) -> dict:
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_mesh_trains_as_one_device(name, losses):
     reference = np.asarray(losses[name, json.dumps(ONE, sort_keys=True)]["losses"])
-    assert len(reference) == 5 and np.all(np.isfinite(reference))
+    assert len(reference) == 3 and np.all(np.isfinite(reference))
     for mesh in ALL_MESHES:
         got = np.asarray(losses[name, json.dumps(mesh, sort_keys=True)]["losses"])
         np.testing.assert_allclose(got, reference, rtol=1e-5, err_msg=f"{name} on {mesh}")
@@ -70,8 +69,8 @@ def test_every_mesh_trains_as_one_device(name, losses):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_train_step_compiles_once(name, losses):
-    """The first step compiles the train step (`jit(step)`) once and nothing else; later steps
+    """The first step compiles the train step (`jit(step)`) once and nothing else; steps 2 and 3
     compile nothing at all, on one device and on every mesh."""
     for mesh in [ONE] + ALL_MESHES:
         compilations = losses[name, json.dumps(mesh, sort_keys=True)]["compilations"]
-        assert compilations == [{"jit(step)": 1}] + [{}] * 4, mesh
+        assert compilations == [{"jit(step)": 1}, {}, {}], mesh

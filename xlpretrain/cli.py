@@ -5,6 +5,7 @@
     xlpretrain eval   --hf DIR --config PATH [--split test] [--config.KEY=VALUE ...]
     xlpretrain params --config PATH [--shardings] [--config.KEY=VALUE ...]
     xlpretrain bench  --config PATH [--steps N] [--config.KEY=VALUE ...]
+    xlpretrain bench  --config PATH --memory-speedup 128,256,512,1024 [--repeats N]
     xlpretrain plan   --config PATH [--compile] [--json] [--config.mesh.fsdp=8 ...]
     xlpretrain convert import --hf DIR [--generator DIR] --config PATH --workdir OUT [--config.KEY=VALUE ...]
     xlpretrain convert export --workdir DIR --hf OUT [--step N]
@@ -94,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure training tokens/s and compile time", parents=distributed)
     bench.add_argument("--config", required=True)
     bench.add_argument("--steps", type=int, default=20)
+    bench.add_argument("--memory-speedup", metavar="LENGTHS",
+                       help="instead: evaluation time per token with the memory against a sliding window, at these "
+                            "comma-separated attention lengths (Transformer-XL paper, Table 9), e.g. 128,256,512,1024")
+    bench.add_argument("--repeats", type=int, default=5, help="--memory-speedup: timed calls per figure (median)")
     convert = commands.add_parser("convert", help="import HuggingFace BERT/ELECTRA/XLNet weights into a workdir, or export")
     convert.add_argument("direction", choices=("import", "export"))
     convert.add_argument("--hf", required=True, help="HuggingFace checkpoint directory (config.json + weights)")
@@ -200,6 +205,16 @@ def run(argv: list[str]) -> None:
         from xlpretrain.sweep import report
         out, labels = report.plot(args.root, args.metric, args.x, args.out)
         print(f"wrote {out} ({len(labels)} runs)")
+    elif args.command == "bench" and args.memory_speedup:
+        from xlpretrain.train import bench
+        try:
+            lengths = [int(length) for length in args.memory_speedup.split(",")]
+        except ValueError:
+            raise UserError(f"--memory-speedup takes comma-separated integers, got {args.memory_speedup!r}") from None
+        rows = bench.memory_speedup(_config(args.config, overrides), lengths, args.repeats)
+        for row in rows:
+            print(json.dumps(row))
+        print(bench.speedup_table(rows))
     elif args.command == "bench":
         from xlpretrain.train.bench import bench
         print(json.dumps(bench(_config(args.config, overrides), args.steps)))
