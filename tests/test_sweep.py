@@ -28,13 +28,13 @@ from xlpretrain.train.logging import keep_lines_up_to
 SWEEP = """
 from xlpretrain.sweep import product
 BASE = "configs/quickstart.py"
-FIXED = {{"data.quickstart.train_tokens": 20000, "data.quickstart.valid_tokens": 2000,
+FIXED = {"data.quickstart.train_tokens": 20000, "data.quickstart.valid_tokens": 2000,
           "data.quickstart.test_tokens": 2000, "model.n_layer": 1, "model.d_model": 32, "model.n_head": 2,
           "model.d_head": 16, "model.d_inner": 64, "train.batch_size": 4, "train.tgt_len": 8,
-          "train.steps": {steps}, "train.log_every": 2, "train.eval_every": 4, "train.checkpoint_every": 4,
-          "eval.tgt_len": 8, "eval.batch_size": 2}}
-TRIALS = product({{"model.mem_len": [0, 8, 8], "eval.mem_len": [0, 8, 8], "seed": [0, 0, 1]}},
-                 {{"train.warmup_steps": [2]}}) + [{{"train.warmup_steps": 50}}]
+          "train.steps": 8, "train.log_every": 2, "train.eval_every": 4, "train.checkpoint_every": 4,
+          "eval.tgt_len": 8, "eval.batch_size": 2}
+TRIALS = product({"model.mem_len": [0, 8, 8], "eval.mem_len": [0, 8, 8], "seed": [0, 0, 1]},
+                 {"train.warmup_steps": [2]}) + [{"train.warmup_steps": 50}]
 """
 GOOD = ["mem_len=0", "mem_len=8"]
 
@@ -91,14 +91,14 @@ def test_sweep_files_are_checked_before_anything_runs(tmp_path):
             load(text)
 
 
-def _sweep(tmp_path: Path, steps: int) -> Path:
+def _sweep(tmp_path: Path) -> Path:
     file = tmp_path / "tiny_sweep.py"
-    file.write_text(SWEEP.format(steps=steps))
+    file.write_text(SWEEP)
     return file
 
 
-def _check_outcome(root: Path, steps: int):
-    """Three trials finished at `steps`, the fourth recorded with its error; the report's rows."""
+def _check_outcome(root: Path):
+    """Three trials finished at step 8, the fourth recorded with its error; the report's rows."""
     runs = {run.name: run for run in find_runs(root)}
     assert len(runs) == 4
     failed = runs.pop("warmup_steps=50")
@@ -107,7 +107,7 @@ def _check_outcome(root: Path, steps: int):
     for name, run in runs.items():
         assert any(good in name for good in GOOD) and run.status["status"] == "done", run.status
         test = [line for line in run.lines if line["split"] == "test"]
-        assert test[-1]["step"] == steps
+        assert test[-1]["step"] == 8
 
     rows = table(find_runs(root), "valid/bits_per_token")
     assert list(rows[0]) == ["run", "eval.mem_len", "model.mem_len", "train.warmup_steps", "seed", "status", "steps",
@@ -120,11 +120,11 @@ def _check_outcome(root: Path, steps: int):
 
 def test_local_sweep_records_a_failure_skips_finished_trials_and_resumes_a_cut_one(tmp_path, cache_dir, capsys, monkeypatch):
     root = tmp_path / "sweep"
-    first = run_cli(["sweep", str(_sweep(tmp_path, 8)), "--workdir", str(root), "--parallel", "2"], cache_dir,
+    first = run_cli(["sweep", str(_sweep(tmp_path)), "--workdir", str(root), "--parallel", "2"], cache_dir,
                     check=False)
     assert first.returncode == 2 and "1 trial(s) failed" in first.stderr
     assert "4 trials in" in first.stdout and "[4/4]" in first.stdout and "to go" in first.stdout
-    _check_outcome(root, 8)
+    _check_outcome(root)
 
     # The sweep dies while a trial is between its checkpoints of steps 4 and 8: the next run of the
     # sweep skips the two finished trials, retries the failed one and resumes the cut one at step 4.
@@ -132,22 +132,22 @@ def test_local_sweep_records_a_failure_skips_finished_trials_and_resumes_a_cut_o
     uninterrupted = read_lines(cut)
     shutil.rmtree(cut / "checkpoints" / "8")
     keep_lines_up_to(cut / "metrics.jsonl", 4)
-    second = run_cli(["sweep", str(_sweep(tmp_path, 8)), "--workdir", str(root), "--parallel", "2"], cache_dir,
+    second = run_cli(["sweep", str(_sweep(tmp_path)), "--workdir", str(root), "--parallel", "2"], cache_dir,
                      check=False)
     assert "2 finished, 2 to run" in second.stdout and second.returncode == 2
-    rows = _check_outcome(root, 8)
+    rows = _check_outcome(root)
     assert "resuming at step 4" in (cut / "train.log").read_text()
     assert comparable(read_lines(cut)) == comparable(uninterrupted)
     attempts = {r["run"]: json.loads((root / r["run"] / "trial.json").read_text())["attempts"] for r in rows}
     assert attempts == {r["run"]: 2 if r["run"] in (cut.name, "warmup_steps=50") else 1 for r in rows}
 
     monkeypatch.chdir(REPO)
-    runners.run(spec.load(_sweep(tmp_path, 8)), root, "print")
+    runners.run(spec.load(_sweep(tmp_path)), root, "print")
     printed = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("# ") and line.endswith(": finished") for line in printed) == 3
     assert [line for line in printed if line.startswith("xlpretrain train")] == [
         f"xlpretrain train --config configs/quickstart.py --workdir {root / 'warmup_steps=50'} "
-        + " ".join(f"--config.{k}={v}" for k, v in spec.load(_sweep(tmp_path, 8)).trials[-1].overrides.items())]
+        + " ".join(f"--config.{k}={v}" for k, v in spec.load(_sweep(tmp_path)).trials[-1].overrides.items())]
 
     reported = run_cli(["report", str(root), "--metric", "valid/bits_per_token"], cache_dir).stdout
     assert reported.startswith("| run | eval.mem_len | model.mem_len | train.warmup_steps | seed |") and reported.count("\n| ") == 5
@@ -194,12 +194,12 @@ def test_ray_sweep(tmp_path, cache_dir, ray_cluster):
     root = tmp_path / "sweep"
     deadline = time.time() + 120
     while True:  # the head takes a few seconds to accept drivers
-        ran = run_cli(["sweep", str(_sweep(tmp_path, 8)), "--workdir", str(root), "--runner", "ray",
+        ran = run_cli(["sweep", str(_sweep(tmp_path)), "--workdir", str(root), "--runner", "ray",
                        "--ray-address", ray_cluster], cache_dir, check=False)
         if "no Ray cluster" not in ran.stderr or time.time() > deadline:
             break
         time.sleep(2)
     assert ran.returncode == 2 and "1 trial(s) failed" in ran.stderr, ran.stderr[-2000:]
-    _check_outcome(root, 8)
+    _check_outcome(root)
     assert all(read_lines(root / run.name) for run in find_runs(root) if run.name != "warmup_steps=50")
     assert str(REPO / "configs" / "quickstart.py") in json.loads((root / "warmup_steps=50" / "trial.json").read_text())["command"]

@@ -185,18 +185,19 @@ def plot(root: str | Path, metric: str, x: str = "step", out: str | Path | None 
         raise UserError(f"no run under {root} logged {metric}")
     keys = differing_keys(runs)
     runs.sort(key=lambda run: [(type(run.settings.get(k)).__name__, run.settings.get(k)) for k in keys])
-    groups = list(dict.fromkeys(label(run, [k for k in keys if k != "seed"]) for run in runs))
+    groups = [label(run, [k for k in keys if k != "seed"]) for run in runs]  # runs differing only in seed
+    colors = {group: plt.cm.tab10(i % 10) for i, group in enumerate(dict.fromkeys(groups))}
     seeds = list(dict.fromkeys(run.settings.get("seed") for run in runs))
     figure, axes = plt.subplots(figsize=(8, 5))
     labels, values, truth = [], [], set()
-    for run in runs:
-        points = [(_x(run, line, x), value) for line, value in run.values(split, key) if _x(run, line, x) is not None]
+    for run, group in zip(runs, groups):
+        points = [(_x(run, line, x), value) for line, value in run.values(split, key)]
+        points = [(at, value) for at, value in points if at is not None]
         if not points:
             continue
-        color = plt.cm.tab10(groups.index(label(run, [k for k in keys if k != "seed"])) % 10)
         style = ("-", "--", ":", "-.")[seeds.index(run.settings.get("seed")) % 4]
         labels.append(label(run, keys))
-        axes.plot(*zip(*points), style, color=color, marker="o", markersize=3, label=labels[-1])
+        axes.plot(*zip(*points), style, color=colors[group], marker="o", markersize=3, label=labels[-1])
         values += [value for _, value in points]
         truth |= {line[f"true_{key}"] for line, _ in run.values(split, key) if f"true_{key}" in line}
     for value in sorted(truth):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from xlpretrain.errors import UserError
 from xlpretrain.sweep.spec import Sweep, Trial
-from xlpretrain.train.logging import read_metrics
+from xlpretrain.train.logging import final_test_line
 
 SWEEP_FILE = "sweep.json"
 STATUS_FILE = "trial.json"
@@ -38,11 +38,6 @@ RUNNERS = ("local", "ray", "print")
 def read_status(workdir: Path) -> dict:
     path = Path(workdir) / STATUS_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def finished(workdir: Path, steps: int) -> bool:
-    """Whether the run in `workdir` logged its test line at step `steps`."""
-    return any(line["split"] == "test" and line["step"] == steps for line in read_metrics(workdir))
 
 
 def _error(log: Path, returncode: int) -> str:
@@ -216,7 +211,7 @@ def run(sweep: Sweep, root: str | Path, runner: str, parallel: int = 1, ray_addr
     root = Path(root)
     workdirs = {trial.name: root / trial.name for trial in sweep.trials}
     pending = [trial for trial in sweep.trials
-               if not finished(workdirs[trial.name], sweep.config(trial).train.steps)]
+               if final_test_line(workdirs[trial.name], sweep.config(trial).train.steps) is None]
     if runner == "print":
         for trial in sweep.trials:
             print(trial.command(sweep.base, workdirs[trial.name]) if trial in pending

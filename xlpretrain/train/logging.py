@@ -57,6 +57,12 @@ def read_metrics(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def final_test_line(workdir: Path, steps: int) -> dict | None:
+    """The test line a run that reached `steps` logged at its end, or None if it has not."""
+    lines = [line for line in read_metrics(workdir) if line["split"] == "test" and line["step"] == steps]
+    return lines[-1] if lines else None
+
+
 def _wandb_run(workdir: Path, config: ml_collections.ConfigDict):
     """A Weights & Biases run for the workdir, the same one again when the run resumes."""
     try:
@@ -81,23 +87,19 @@ class MetricsLog:
         self.writer = _summary_writer()(str(Path(workdir) / "tensorboard")) if self.enabled else None
         wandb = wandb and config.wandb.enabled and self.enabled
         self.wandb = _wandb_run(Path(workdir), config) if wandb else None
-        self._continue_clock()
-
-    def _continue_clock(self) -> None:
-        logged = read_metrics(self.path.parent)
-        self.start = time.perf_counter() - max((line.get("seconds", 0) for line in logged), default=0)
+        self.opened, self.earlier_seconds = time.perf_counter(), None
 
     def resume(self, step: int) -> None:
-        """Keeps the lines up to `step` (a run resumed at step s logs the later ones again) and
-        counts the wall time on from theirs."""
+        """Keeps the lines up to `step`: a run resumed at step s logs the later ones again."""
         if self.enabled:
             keep_lines_up_to(self.path, step)
-        self._continue_clock()
 
     def write(self, line: dict) -> None:
         if not self.enabled:
             return
-        line = {**line, "seconds": round(time.perf_counter() - self.start, 2)}
+        if self.earlier_seconds is None:  # the wall time of the lines kept from before this process
+            self.earlier_seconds = max((old.get("seconds", 0) for old in read_metrics(self.path.parent)), default=0)
+        line = {**line, "seconds": round(self.earlier_seconds + time.perf_counter() - self.opened, 2)}
         with open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")
         scalars = {f"{line['split']}/{key}": value for key, value in line.items()

@@ -29,7 +29,7 @@ from xlpretrain.train import optim
 from xlpretrain.train.checkpoint import Checkpoints
 from xlpretrain.train.evaluate import Evaluator
 from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
-from xlpretrain.train.logging import METRICS_FILE, WANDB_ID_FILE, MetricsLog, announce, progress, read_metrics
+from xlpretrain.train.logging import METRICS_FILE, WANDB_ID_FILE, MetricsLog, announce, final_test_line, progress
 
 
 class Diverged(UserError):
@@ -150,10 +150,10 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
     train_cfg = exp.config.train
     start = checkpoints.latest_step() or 0
     log.resume(start)
-    finished = [line for line in read_metrics(workdir) if line["split"] == "test" and line["step"] == train_cfg.steps]
+    finished = final_test_line(workdir, train_cfg.steps)
     if start >= train_cfg.steps and finished:
         announce(f"xlpretrain: the run in {workdir} is complete at step {start}; raise train.steps to go on")
-        return finished[-1]
+        return finished
     state = checkpoints.restore(start, exp.state_shapes, exp.state_shardings) if start else exp.init_state()
     stream, evaluator, step_fn = exp.stream("train"), Evaluator(exp), exp.train_step()
     schedule = optim.learning_rate(train_cfg)
