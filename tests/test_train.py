@@ -8,10 +8,15 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import REPO, TINY, cli_env, comparable, read_lines, run_cli
 from xlpretrain import config as config_lib
+from xlpretrain.data import synthetic
+from xlpretrain.data.examples import ExampleStream
+from xlpretrain.data.stream import OrderedStream
+from xlpretrain.data.xlnet import XLNetStream
 from xlpretrain.errors import UserError
 from xlpretrain.train import bench
 from xlpretrain.train.logging import MetricsLog
@@ -193,12 +198,62 @@ def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterr
 
 def test_bench_and_params_commands(cache_dir, shared_data):
     bench = run_cli(["bench", "--config", "configs/quickstart.py", "--steps", "3"] + TINY, cache_dir)
-    result = json.loads(bench.stdout.strip().splitlines()[-1])
+    *table, last = bench.stdout.strip().splitlines()
+    result = json.loads(last)
     assert result["tokens_per_sec"] > 0 and result["compile_seconds"] > 0 and result["tokens_per_step"] == 32
+    # 6 N + 6 L K A c: 1 layer attending over 8 memory + 8 segment positions, 2 heads of 16, 3 matmuls.
+    assert result["flops_per_token"] == 6 * result["params"] + 6 * 1 * 16 * 32 * 3
+    # XLA's count of the compiled step adds the softmax, normalisations and the optimizer (per token,
+    # a large share in a model this small) and leaves out the embedding lookup that 6 N counts.
+    assert 0.5 < result["compiled_flops_per_token"] / result["flops_per_token"] < 2
+    assert 0 < result["mfu"] < 1 and result["peak_source"].startswith("measured (2048x2048 matmul, float32)")
+    assert result["compiled_bytes_per_device"] > 0 and result["peak_bytes_in_use"] is None  # CPU reports none
+    assert any(line.startswith("MFU ") for line in table)
     # The official PyTorch code builds the small benchmark model with 5,987,600 parameters.
     params = run_cli(["params", "--config", "configs/transformer_xl/bench_small.py"], cache_dir)
     assert params.stdout.split() == ["5,987,600", "total"]
 
+
+
+def test_bench_on_random_batches_reads_no_corpus():
+    """`bench --synthetic` times a BERT config (masking with the mask id the data would give) whose
+    data folder does not exist."""
+    config = config_lib.override(config_lib.load(str(REPO / "configs" / "bert" / "base.py")), [
+        "data.dir=/nonexistent", "model.n_layer=1", "model.d_model=32", "model.n_head=2", "model.d_head=16",
+        "model.d_inner=64", "model.vocab_size=500", "masking.max_predictions=5", "train.batch_size=2",
+        "train.tgt_len=32"])
+    result = bench.bench(config, steps=1, synthetic_data=True)
+    assert result["synthetic_data"] and result["tokens_per_step"] == 64 and result["tokens_per_sec"] > 0
+
+
+def test_compare_times_two_configs_side_by_side():
+    """`bench --versus`: a tiny model against itself with 8 times the rows; those steps take longer."""
+    tiny = [arg.removeprefix("--config.") for arg in TINY] + ["model.vocab_size=100"]
+    config = config_lib.override(config_lib.load(str(REPO / "configs" / "quickstart.py")), tiny)
+    larger = config_lib.override(config_lib.load(str(REPO / "configs" / "quickstart.py")), tiny + ["train.batch_size=32"])
+    result = bench.compare(config, larger, steps=5, synthetic_data=True)
+    assert result["time_ratio"] < 1 and min(result["tokens_per_sec"]) > 0
+
+
+@pytest.mark.parametrize("stream", [OrderedStream.batch_shapes(4, 8), ExampleStream.batch_shapes(4, 8, True),
+                                    XLNetStream.batch_shapes(4, 8)], ids=["stream", "examples", "xlnet"])
+def test_synthetic_batches_have_the_shapes_of_real_ones(stream):
+    batch = synthetic.batch(stream, vocab_size=50, seed=0)
+    assert {name: (x.shape, x.dtype) for name, x in batch.items()} == {
+        name: (shape, np.dtype(dtype)) for name, (shape, dtype) in stream.items()}
+    assert batch["tokens"].min() >= 0 and batch["tokens"].max() < 50 and len(np.unique(batch["tokens"])) > 10
+    assert not np.array_equal(batch["tokens"], synthetic.batch(stream, vocab_size=50, seed=1)["tokens"])
+
+
+def test_peak_flops_come_from_the_table_for_listed_accelerators_in_bfloat16(monkeypatch):
+    class Device:
+        platform = "gpu"
+
+    for kind, peak in [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("TPU v5 lite", 197e12),
+                       ("TPU v5p", 459e12)]:
+        Device.device_kind = kind
+        monkeypatch.setattr(bench.jax, "devices", lambda: [Device()])
+        assert bench.peak_flops(bench.jnp.bfloat16)[0] == peak
 
 
 def test_memory_speedup_bench_times_both_evaluations():

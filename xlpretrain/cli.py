@@ -4,7 +4,8 @@
     xlpretrain eval   --workdir DIR [--split test] [--step N] [--config.eval.mem_len=640 ...]
     xlpretrain eval   --hf DIR --config PATH [--split test] [--config.KEY=VALUE ...]
     xlpretrain params --config PATH [--shardings] [--config.KEY=VALUE ...]
-    xlpretrain bench  --config PATH [--steps N] [--config.KEY=VALUE ...]
+    xlpretrain bench  --config PATH [--steps N] [--synthetic] [--config.KEY=VALUE ...]
+    xlpretrain bench  --config PATH --versus KEY=VALUE [--versus KEY=VALUE ...] [--steps N]
     xlpretrain bench  --config PATH --memory-speedup 128,256,512,1024 [--repeats N]
     xlpretrain plan   --config PATH [--compile] [--json] [--config.mesh.fsdp=8 ...]
     xlpretrain convert import --hf DIR [--generator DIR] --config PATH --workdir OUT [--config.KEY=VALUE ...]
@@ -92,9 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--compile", action="store_true",
                       help="also compile the train step for the mesh and print XLA's memory analysis beside the estimate")
     plan.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    bench = commands.add_parser("bench", help="measure training tokens/s and compile time", parents=distributed)
+    bench = commands.add_parser("bench", help="measure training tokens/s, MFU, compile time and memory",
+                                parents=distributed)
     bench.add_argument("--config", required=True)
     bench.add_argument("--steps", type=int, default=20)
+    bench.add_argument("--synthetic", action="store_true",
+                       help="time random batches of the config's shapes instead of its data (needs model.vocab_size)")
+    bench.add_argument("--versus", metavar="KEY=VALUE", action="append",
+                       help="instead: time the config against itself with these overrides, steps alternating in "
+                            "one process, and print the ratio of step times (repeatable)")
     bench.add_argument("--memory-speedup", metavar="LENGTHS",
                        help="instead: evaluation time per token with the memory against a sliding window, at these "
                             "comma-separated attention lengths (Transformer-XL paper, Table 9), e.g. 128,256,512,1024")
@@ -215,9 +222,19 @@ def run(argv: list[str]) -> None:
         for row in rows:
             print(json.dumps(row))
         print(bench.speedup_table(rows))
+    elif args.command == "bench" and args.versus:
+        from xlpretrain.train import bench
+        config = _config(args.config, overrides)
+        result = bench.compare(config, _config(args.config, overrides + args.versus), args.steps, args.synthetic)
+        first, second = result["tokens_per_sec"]
+        print(f"{first:,.0f} tokens/s as configured, {second:,.0f} with {' '.join(args.versus)}: the configured "
+              f"step takes {result['time_ratio']:.3f} times as long (median of {args.steps} alternating pairs)")
+        print(json.dumps(result))
     elif args.command == "bench":
-        from xlpretrain.train.bench import bench
-        print(json.dumps(bench(_config(args.config, overrides), args.steps)))
+        from xlpretrain.train import bench
+        result = bench.bench(_config(args.config, overrides), args.steps, args.synthetic)
+        print(bench.table(result))
+        print(json.dumps(result))
 
 
 def keep_freed_memory() -> None:

@@ -1,8 +1,10 @@
-"""`xlpretrain bench`: training throughput of a config's train step, on its own data; and with
-`--memory-speedup`, what the Transformer-XL memory saves in evaluation."""
+"""`xlpretrain bench`: training throughput of a config's train step, on its own data or on random
+batches of its shapes, with its model FLOPs utilisation and memory; and with `--memory-speedup`,
+what the Transformer-XL memory saves in evaluation."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 
@@ -12,40 +14,157 @@ import ml_collections
 import numpy as np
 
 from xlpretrain import config as config_lib
+from xlpretrain.data import synthetic
 from xlpretrain.errors import UserError
 from xlpretrain.models.transformer import Memory, TransformerXL
+from xlpretrain.train import plan
 from xlpretrain.train.experiment import Experiment
 
 
 WARMUP_STEPS = 3  # untimed: the first steps fill the memory and settle the host allocator
 
+# Dense bfloat16 peak FLOP/s of one chip, from the vendors' data sheets (NVIDIA H100 and H200 SXM,
+# A100; Google Cloud TPU system architecture pages), keyed by a prefix of `device_kind`. The H100
+# PCIe card is slower (756 TFLOP/s) and is listed first so that the prefix finds it.
+BF16_PEAKS = {"NVIDIA H100 PCIe": 756e12, "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12,
+              "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v6 lite": 918e12}
 
-def bench(config: ml_collections.ConfigDict, steps: int) -> dict:
-    """Compiles the train step (timed), runs WARMUP_STEPS, then times `steps` steps one by one;
-    tokens/s is the median."""
-    exp = Experiment(config)
-    tokens_per_step = exp.config.train.batch_size * exp.config.train.tgt_len
-    stream = exp.stream("train")
-    with exp.context():
-        state = exp.init_state()
-        batch = exp.to_global(stream.batch_at(0))
+
+def measured_peak_flops(dtype, size: int, repeats: int = 5) -> float:
+    """FLOP/s of one device multiplying two [size, size] matrices of `dtype`: the fastest of
+    `repeats` calls after two untimed ones (a peak, so the least disturbed call)."""
+    a = jnp.ones((size, size), dtype)
+    matmul = jax.jit(lambda a: a @ a)
+    for _ in range(2):
+        jax.block_until_ready(matmul(a))
+    seconds = []
+    for _ in range(repeats):
         start = time.perf_counter()
-        step_fn = exp.train_step().lower(state, batch).compile()
-        compile_seconds = time.perf_counter() - start
-        for step in range(WARMUP_STEPS):
-            state, metrics = step_fn(state, exp.to_global(stream.batch_at(step)))
-        jax.block_until_ready(metrics)
-        seconds = []
-        for step in range(WARMUP_STEPS, WARMUP_STEPS + steps):
-            batch = exp.to_global(stream.batch_at(step))
+        jax.block_until_ready(matmul(a))
+        seconds.append(time.perf_counter() - start)
+    return 2 * size**3 / min(seconds)
+
+
+def peak_flops(dtype) -> tuple[float, str]:
+    """(peak FLOP/s of one device for matmuls in `dtype`, where the figure comes from): the table for
+    bfloat16 on a listed accelerator, otherwise measured with a large matmul."""
+    device = jax.devices()[0]
+    if np.dtype(dtype) == jnp.bfloat16:
+        for prefix, peak in BF16_PEAKS.items():
+            if device.device_kind.startswith(prefix):
+                return peak, f"data sheet ({prefix}, bfloat16)"
+    size = 2048 if device.platform == "cpu" else 8192
+    return measured_peak_flops(dtype, size), f"measured ({size}x{size} matmul, {np.dtype(dtype).name})"
+
+
+class _TimedSteps:
+    """A config's compiled train step on its data (or on random batches of its shapes), stepped
+    one timed step at a time; each step's batch is made and placed before its clock starts."""
+
+    def __init__(self, config: ml_collections.ConfigDict, synthetic_data: bool):
+        if synthetic_data and "masking" in config and config.masking.mask_id is None:
+            config = copy.deepcopy(config)
+            config.masking.mask_id = 0
+        self.exp = exp = Experiment(config, with_data=not synthetic_data)
+        self.config = config = exp.config
+        self.tokens_per_step = config.train.batch_size * config.train.tgt_len
+        if synthetic_data:
+            shapes = {name: ((x.shape[0] // jax.process_count(),) + x.shape[1:], x.dtype)
+                      for name, x in exp.batch_shapes("train").items()}
+            seed = jax.process_index()
+            self.batch_at = lambda step: synthetic.batch(shapes, config.model.vocab_size,
+                                                         seed=step * jax.process_count() + seed)
+        else:
+            self.batch_at = exp.stream("train").batch_at
+        with exp.context():
+            self.state = exp.init_state()
+            batch = exp.to_global(self.batch_at(0))
             start = time.perf_counter()
-            state, metrics = step_fn(state, batch)
+            self.step_fn = exp.train_step().lower(self.state, batch).compile()
+            self.compile_seconds = time.perf_counter() - start
+        self.step = 0
+
+    def run(self) -> float:
+        """Runs the next step; returns its seconds."""
+        with self.exp.context():
+            batch = self.exp.to_global(self.batch_at(self.step))
+            start = time.perf_counter()
+            self.state, metrics = self.step_fn(self.state, batch)
             jax.block_until_ready(metrics)
-            seconds.append(time.perf_counter() - start)
-    median = float(np.median(seconds))
-    return {"tokens_per_sec": tokens_per_step / median, "step_ms_median": 1000 * median,
-            "compile_seconds": compile_seconds, "steps": steps, "tokens_per_step": tokens_per_step,
-            "params": exp.param_count(), "devices": len(jax.devices()), "platform": jax.devices()[0].platform}
+        self.step += 1
+        return time.perf_counter() - start
+
+
+def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = False) -> dict:
+    """Compiles the train step (timed), runs WARMUP_STEPS, then times `steps` steps one by one;
+    tokens/s is the median. MFU is the model's FLOPs per token (`xlpretrain plan`'s 6 N + attention)
+    times tokens/s over the peak FLOP/s of the devices; `mfu_compiled` counts XLA's FLOPs of the
+    compiled step instead, which differs where 6 N counts weights not multiplied at every token
+    (BERT's and ELECTRA's output softmax scores only the masked positions). With `synthetic_data`,
+    the batches are random tokens in the shapes of the config's (no corpus is read;
+    model.vocab_size must be set, and a mask id the data would give is token 0)."""
+    timed = _TimedSteps(config, synthetic_data)
+    for _ in range(WARMUP_STEPS):
+        timed.run()
+    median = float(np.median([timed.run() for _ in range(steps)]))
+    exp, config = timed.exp, timed.config
+    tokens_per_sec = timed.tokens_per_step / median
+    n_params = exp.param_count()
+    flops_per_token = plan.model_flops_per_token(config, n_params)
+    compiled_flops = plan.compiled_flops_per_token(timed.step_fn, exp)
+    dtype = jnp.dtype(config.model.dtype)
+    peak, peak_source = peak_flops(dtype)
+    devices = jax.devices()
+    analysis = timed.step_fn.memory_analysis()
+    stats = devices[0].memory_stats() or {}
+    return {"tokens_per_sec": tokens_per_sec, "step_ms_median": 1000 * median,
+            "compile_seconds": timed.compile_seconds, "steps": steps, "tokens_per_step": timed.tokens_per_step,
+            "params": n_params, "flops_per_token": flops_per_token,
+            "model_flops_per_sec": flops_per_token * tokens_per_sec,
+            "peak_flops_per_device": peak, "peak_source": peak_source,
+            "mfu": flops_per_token * tokens_per_sec / (peak * len(devices)),
+            "compiled_flops_per_token": compiled_flops,
+            "mfu_compiled": compiled_flops * tokens_per_sec / (peak * len(devices)) if compiled_flops else None,
+            "compiled_bytes_per_device": (analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
+                                          + analysis.output_size_in_bytes - analysis.alias_size_in_bytes),
+            "peak_bytes_in_use": stats.get("peak_bytes_in_use"), "dtype": dtype.name,
+            "synthetic_data": synthetic_data, "devices": len(devices), "device_kind": devices[0].device_kind,
+            "platform": devices[0].platform}
+
+
+def compare(config: ml_collections.ConfigDict, other: ml_collections.ConfigDict, steps: int,
+            synthetic_data: bool = False) -> dict:
+    """Times two configs in one process, their steps alternating, so that both see the same load:
+    each one's median tokens/s and the median over step pairs of the first's step time over the
+    second's (above 1: the second is faster)."""
+    timed = [_TimedSteps(config, synthetic_data), _TimedSteps(other, synthetic_data)]
+    for _ in range(WARMUP_STEPS):
+        for t in timed:
+            t.run()
+    pairs = np.asarray([[t.run() for t in timed] for _ in range(steps)])
+    return {"tokens_per_sec": [t.tokens_per_step / float(np.median(pairs[:, i])) for i, t in enumerate(timed)],
+            "time_ratio": float(np.median(pairs[:, 0] / pairs[:, 1])), "steps": steps,
+            "synthetic_data": synthetic_data, "platform": jax.devices()[0].platform}
+
+
+def table(result: dict) -> str:
+    """`bench`'s result as the short table printed before its JSON line."""
+    peak_memory = (f"{result['peak_bytes_in_use'] / plan.GIB:.2f} GiB" if result["peak_bytes_in_use"] is not None
+                   else "not reported by the device")
+    data = "random tokens" if result["synthetic_data"] else "the config's data"
+    return "\n".join([
+        f"devices            {result['devices']} x {result['device_kind']} ({result['platform']}), {result['dtype']}",
+        f"tokens/s           {result['tokens_per_sec']:,.0f} (median of {result['steps']} steps of "
+        f"{result['tokens_per_step']:,} tokens, {result['step_ms_median']:.1f} ms; {data})",
+        f"compile            {result['compile_seconds']:.1f} s",
+        f"model FLOPs        {result['flops_per_token'] / 1e9:.4f} G/token -> "
+        f"{result['model_flops_per_sec'] / 1e12:.4f} TFLOP/s",
+        f"peak per device    {result['peak_flops_per_device'] / 1e12:.4f} TFLOP/s, {result['peak_source']}",
+        f"MFU                {result['mfu']:.1%}" + (f" ({result['mfu_compiled']:.1%} counting XLA's "
+                                                       f"{result['compiled_flops_per_token'] / 1e9:.4f} G/token)"
+                                                       if result["mfu_compiled"] else ""),
+        f"memory per device  {result['compiled_bytes_per_device'] / plan.GIB:.2f} GiB compiled; peak in use: {peak_memory}",
+    ])
 
 
 # Dai et al. (2019), Table 9: the vanilla Transformer's evaluation time over Transformer-XL's, on GPU.

@@ -69,6 +69,22 @@ def attention_flops_per_token(config: ml_collections.ConfigDict) -> float:
     return 6 * model.n_layer * attended * model.n_head * model.d_head * matmuls * streams
 
 
+def model_flops_per_token(config: ml_collections.ConfigDict, n_params: int) -> float:
+    """Training FLOPs per predicted token: 6 N + attention (the module docstring)."""
+    return 6 * n_params + attention_flops_per_token(config)
+
+
+def compiled_flops_per_token(compiled, exp: Experiment) -> float | None:
+    """FLOPs per token of a compiled train step by XLA's cost analysis (None where the backend gives
+    none). XLA counts a loop's body once: the micro-batch loop's FLOPs are micro times its count
+    (the layers' loop under model.scan_layers is not corrected for)."""
+    cost = compiled.cost_analysis()
+    if not cost or "flops" not in cost:
+        return None
+    tokens = exp.config.train.batch_size * exp.config.train.tgt_len
+    return cost["flops"] * exp.config.train.micro_batches * len(exp.mesh.devices.flat) / tokens
+
+
 def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
     exp = Experiment(config, with_data=config.model.vocab_size is None)
     config, state, shardings = exp.config, exp.state_shapes, exp.state_shardings
@@ -96,14 +112,14 @@ def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
     }
     memory["total"] = sum(memory.values())
     report = {"params": n_params, "mesh": dict(exp.mesh.shape), "tokens_per_step": tokens,
-              "flops_per_token": 6 * n_params + attention_flops_per_token(config),
+              "flops_per_token": model_flops_per_token(config, n_params),
               "bytes_per_device": memory}
     if compile:
         start = time.perf_counter()
         with exp.context():
             abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
             compiled = exp.train_step().lower(abstract, batch).compile()
-        analysis, cost = compiled.memory_analysis(), compiled.cost_analysis()
+        analysis = compiled.memory_analysis()
         report["compiled"] = {
             "seconds": time.perf_counter() - start,
             "bytes_per_device": {"arguments": analysis.argument_size_in_bytes, "temporaries": analysis.temp_size_in_bytes,
@@ -111,8 +127,7 @@ def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
                                      analysis.output_size_in_bytes - analysis.alias_size_in_bytes,
                                  "total": analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
                                  + analysis.output_size_in_bytes - analysis.alias_size_in_bytes},
-            # XLA counts a loop's body once: the micro-batch loop's FLOPs are micro times its count.
-            "flops_per_token": cost["flops"] * micro * len(exp.mesh.devices.flat) / tokens if cost else None,
+            "flops_per_token": compiled_flops_per_token(compiled, exp),
         }
     return report
 
