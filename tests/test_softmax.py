@@ -64,3 +64,27 @@ def test_bins_follow_the_official_projection_rules():
     # TF lm1b: proj_same_dim=False drops the projection of the full-width bin only.
     lm1b = bins(793_470, 1024, 1024, (60_000, 100_000, 640_000), 4, (), proj_same_dim=False)
     assert [b.emb_proj for b in lm1b] == [None, "emb_proj_1", "emb_proj_2", "emb_proj_3"]
+
+
+def test_tail_capacity_computes_the_same_loss_and_gradients():
+    """Bins [10, 30), [30, 45), [45, 60) hold 4, 3 and 3 of the 15 targets; capacities of 4, 5 and 2
+    tokens: the first two gather their tokens (one exactly full, one with spare rows), the third
+    overflows and computes every token. The NLL and the gradients equal those of every bin computed
+    for every token."""
+    targets = jnp.asarray([[0, 10, 29, 30, 44], [45, 59, 5, 11, 31], [50, 9, 12, 2, 3]])
+    kwargs = dict(cutoffs=(10, 30, 45), div_val=2, tie_projs=(False, True, False, True))
+    layer, params, hidden, _ = build(**kwargs)
+    gathered = AdaptiveSoftmax(VOCAB, D, D, init_std=0.5, proj_init_std=0.5, tail_capacity=(4 / 15, 5 / 15, 2 / 15),
+                               **kwargs)
+
+    def loss(layer):
+        def total(params, hidden):
+            nll = layer.apply(params, hidden, targets, method=AdaptiveSoftmax.nll)
+            return jnp.sum(nll * jnp.arange(1, 16).reshape(3, 5)), nll  # a different weight per token
+        return jax.jit(jax.value_and_grad(total, argnums=(0, 1), has_aux=True))(params, hidden)
+
+    (_, expected), expected_grads = loss(layer)
+    (_, nll), grads = loss(gathered)
+    np.testing.assert_allclose(nll, expected, rtol=1e-6, atol=1e-6)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

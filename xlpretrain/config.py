@@ -85,6 +85,10 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.tie_projs = ()
     c.model.proj_same_dim = True
     c.model.proj_init_std = 0.01
+    # Speed only: per tail bin, the share of a batch's tokens whose logits in that bin the training
+    # loss computes (those whose targets are in it, as the official code's index_select); a batch
+    # with more computes them all, so losses do not change. () computes every bin for every token.
+    c.model.tail_capacity = ()
     c.model.layer_norm_eps = 1e-5
     c.model.flavor = "transformer_xl"
     # XLNet (flavor="xlnet", objective plm): the first reuse_len positions of a segment are cached
@@ -366,7 +370,8 @@ def for_eval(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def model_config(config: ml_collections.ConfigDict) -> TransformerXLConfig:
     """The backbone's frozen config from `config.model` (vocab_size must be filled in)."""
     fields = config.model.to_dict()
-    return TransformerXLConfig(**dict(fields, cutoffs=tuple(fields["cutoffs"]), tie_projs=tuple(fields["tie_projs"])))
+    return TransformerXLConfig(**dict(fields, cutoffs=tuple(fields["cutoffs"]), tie_projs=tuple(fields["tie_projs"]),
+                                      tail_capacity=tuple(fields["tail_capacity"])))
 
 
 def check_cutoffs(model: ml_collections.ConfigDict) -> None:
@@ -382,6 +387,9 @@ def check_cutoffs(model: ml_collections.ConfigDict) -> None:
              "model.flavor='transformer_xl'")
     _require(len(model.tie_projs) <= len(cutoffs) + 1,
              f"model.tie_projs has {len(model.tie_projs)} entries for {len(cutoffs) + 1} bins")
+    capacity = list(model.tail_capacity)
+    _require(not capacity or (len(capacity) == len(cutoffs) and all(0 < c <= 1 for c in capacity)),
+             f"model.tail_capacity must give one share in (0, 1] per tail bin ({len(cutoffs)}), got {capacity}")
     _require((model.d_embed or model.d_model) // model.div_val ** len(cutoffs) >= 1,
              f"model.div_val={model.div_val} leaves the last of {len(cutoffs) + 1} bins with no width")
 

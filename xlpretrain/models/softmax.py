@@ -21,6 +21,7 @@ released checkpoints load as they are; the official PyTorch code reads row k - i
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import flax.linen as nn
 import jax
@@ -56,6 +57,11 @@ def bins(vocab_size: int, d_embed: int, d_proj: int, cutoffs=(), div_val: int = 
     return result
 
 
+def _pick(scores, index):
+    """scores [..., n], index [...] -> scores[..., index]."""
+    return jnp.take_along_axis(scores, index[..., None], axis=-1)[..., 0]
+
+
 class AdaptiveSoftmax(nn.Module):
     vocab_size: int
     d_embed: int
@@ -67,6 +73,7 @@ class AdaptiveSoftmax(nn.Module):
     tie_projs: tuple = ()
     proj_same_dim: bool = True
     proj_init_std: float = 0.01
+    tail_capacity: tuple = ()  # per tail bin, the fraction of a batch's tokens whose logits `nll` computes
 
     def setup(self):
         self.bins = bins(self.vocab_size, self.d_embed, self.d_proj, self.cutoffs, self.div_val, self.tie_projs,
@@ -139,16 +146,39 @@ class AdaptiveSoftmax(nn.Module):
 
     def nll(self, hidden, targets):
         """Negative log-likelihood in nats of `targets` [batch, length] -> [batch, length]."""
-        def pick(scores, index):
-            return jnp.take_along_axis(scores, index[..., None], axis=-1)[..., 0]
-
         head_logits = self._bin_logits(hidden, 0)
         head_norm = jax.nn.logsumexp(head_logits, axis=-1)
         first = self.bins[0]
-        nll = head_norm - pick(head_logits, jnp.clip(targets, 0, first.end - 1))
+        nll = head_norm - _pick(head_logits, jnp.clip(targets, 0, first.end - 1))
         for i, b in enumerate(self.bins[1:], start=1):
-            tail = self._bin_logits(hidden, i)
-            tail_nll = (jax.nn.logsumexp(tail, axis=-1) - pick(tail, jnp.clip(targets - b.start, 0, b.end - b.start - 1))
-                        + head_norm - head_logits[..., first.end + i - 1])
+            tail_nll = self._tail_nll(hidden, targets, i) + head_norm - head_logits[..., first.end + i - 1]
             nll = jnp.where((targets >= b.start) & (targets < b.end), tail_nll, nll)
         return nll
+
+    def _tail_nll(self, hidden, targets, i: int):
+        """NLL within tail bin i of the tokens whose targets are in it ([batch, length]; values
+        elsewhere are not used). With tail_capacity, the bin's logits are computed only for those
+        tokens, gathered into a buffer of ceil(capacity * tokens) rows (the official code's
+        index_select with static shapes); a batch with more of them computes every token's."""
+        b = self.bins[i]
+        local = jnp.clip(targets - b.start, 0, b.end - b.start - 1)
+
+        def within(hidden, local):
+            logits = self._bin_logits(hidden, i)
+            return jax.nn.logsumexp(logits, axis=-1) - _pick(logits, local)
+
+        n = targets.size
+        rows = math.ceil(self.tail_capacity[i - 1] * n) if self.tail_capacity else n
+        if rows >= n:
+            return within(hidden, local)
+        flat_hidden, flat_local = hidden.reshape(n, hidden.shape[-1]), local.reshape(n)
+        in_bin = ((targets >= b.start) & (targets < b.end)).reshape(n)
+
+        def gathered(_):
+            index = jnp.nonzero(in_bin, size=rows, fill_value=0)[0]
+            used = jnp.arange(rows) < jnp.sum(in_bin)
+            values = jnp.where(used, within(flat_hidden[index], flat_local[index]), 0.0)
+            return jnp.zeros(n, values.dtype).at[index].add(values)
+
+        return jax.lax.cond(jnp.sum(in_bin) <= rows, gathered, lambda _: within(flat_hidden, flat_local),
+                            None).reshape(targets.shape)

@@ -81,6 +81,7 @@ class TransformerXLConfig:
     tie_projs: tuple = ()
     proj_same_dim: bool = True
     proj_init_std: float = 0.01
+    tail_capacity: tuple = ()  # per tail bin: the share of a batch's tokens whose bin logits the loss computes
     activation: str = "relu"   # feed-forward: relu, gelu (erf) or gelu_tanh
     layer_norm_eps: float = 1e-5
     flavor: str = "transformer_xl"  # or "bert", "xlnet": the block details of the original code (module docstring)
@@ -258,7 +259,7 @@ class Embeddings(nn.Module):
         self.vocab = AdaptiveSoftmax(c.vocab_size, c.embed_size, c.d_model if txl else c.embed_size, c.init_std,
                                      scale=txl, cutoffs=tuple(c.cutoffs), div_val=c.div_val,
                                      tie_projs=tuple(c.tie_projs), proj_same_dim=c.proj_same_dim,
-                                     proj_init_std=c.proj_init_std)
+                                     proj_init_std=c.proj_init_std, tail_capacity=tuple(c.tail_capacity))
         if c.positions == "absolute":
             self.position = self.param("position", nn.with_logical_partitioning(init, ("positions", "embed")),
                                        (c.max_positions, c.embed_size))

@@ -136,7 +136,8 @@ def compare(config: ml_collections.ConfigDict, other: ml_collections.ConfigDict,
             synthetic_data: bool = False) -> dict:
     """Times two configs in one process, their steps alternating, so that both see the same load:
     each one's median tokens/s and the median over step pairs of the first's step time over the
-    second's (above 1: the second is faster)."""
+    second's (above 1: the second is faster). Both run below their speed under `bench` alone (the
+    two programs' buffers take turns in the host's memory and caches); the ratio is the figure."""
     timed = [_TimedSteps(config, synthetic_data), _TimedSteps(other, synthetic_data)]
     for _ in range(WARMUP_STEPS):
         for t in timed:
