@@ -52,6 +52,8 @@ def test_overrides_parse_values_and_reject_unknown_keys():
     (["model.cutoffs=[100]", "model.vocab_size=100"], r"model.cutoffs \[100\] must end below the vocabulary size 100"),
     (["model.cutoffs=[10, 20]", "model.tie_projs=[True, True, True, True]"], "model.tie_projs has 4 entries for 3 bins"),
     (["model.cutoffs=[10]", "model.flavor='bert'"], r"adaptive softmax\) are Transformer-XL's"),
+    (["model.cutoffs=[10, 20]", "model.tail_capacity=[0.5]"],
+     r"model.tail_capacity must give one share in \(0, 1\] per tail bin \(2\), got \[0.5\]"),
     (["model.cutoffs=[10, 20]", "model.div_val=64", "model.d_model=64", "model.d_head=16"],
      "model.div_val=64 leaves the last of 3 bins with no width"),
 ])
