@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY, cli_env, comparable, read_lines, run_cli
+from xlpretrain import cli
 from xlpretrain import config as config_lib
 from xlpretrain.data import synthetic
 from xlpretrain.data.examples import ExampleStream
@@ -196,9 +197,10 @@ def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterr
     assert comparable(read_lines(uninterrupted)[-1:]) == [line]
 
 
-def test_bench_and_params_commands(cache_dir, shared_data):
-    bench = run_cli(["bench", "--config", "configs/quickstart.py", "--steps", "3"] + TINY, cache_dir)
-    *table, last = bench.stdout.strip().splitlines()
+def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys):
+    monkeypatch.setenv("XLPRETRAIN_CACHE", str(cache_dir))
+    cli.run(["bench", "--config", "configs/quickstart.py", "--steps", "3"] + TINY)
+    *table, last = capsys.readouterr().out.strip().splitlines()
     result = json.loads(last)
     assert result["tokens_per_sec"] > 0 and result["compile_seconds"] > 0 and result["tokens_per_step"] == 32
     # 6 N + 6 L K A c: 1 layer attending over 8 memory + 8 segment positions, 2 heads of 16, 3 matmuls.
@@ -210,29 +212,20 @@ def test_bench_and_params_commands(cache_dir, shared_data):
     assert result["compiled_bytes_per_device"] > 0 and result["peak_bytes_in_use"] is None  # CPU reports none
     assert any(line.startswith("MFU ") for line in table)
     # The official PyTorch code builds the small benchmark model with 5,987,600 parameters.
-    params = run_cli(["params", "--config", "configs/transformer_xl/bench_small.py"], cache_dir)
-    assert params.stdout.split() == ["5,987,600", "total"]
+    cli.run(["params", "--config", "configs/transformer_xl/bench_small.py"])
+    assert capsys.readouterr().out.split() == ["5,987,600", "total"]
 
 
-
-def test_bench_on_random_batches_reads_no_corpus():
-    """`bench --synthetic` times a BERT config (masking with the mask id the data would give) whose
-    data folder does not exist."""
-    config = config_lib.override(config_lib.load(str(REPO / "configs" / "bert" / "base.py")), [
-        "data.dir=/nonexistent", "model.n_layer=1", "model.d_model=32", "model.n_head=2", "model.d_head=16",
-        "model.d_inner=64", "model.vocab_size=500", "masking.max_predictions=5", "train.batch_size=2",
-        "train.tgt_len=32"])
-    result = bench.bench(config, steps=1, synthetic_data=True)
-    assert result["synthetic_data"] and result["tokens_per_step"] == 64 and result["tokens_per_sec"] > 0
-
-
-def test_compare_times_two_configs_side_by_side():
-    """`bench --versus`: a tiny model against itself with 8 times the rows; those steps take longer."""
-    tiny = [arg.removeprefix("--config.") for arg in TINY] + ["model.vocab_size=100"]
-    config = config_lib.override(config_lib.load(str(REPO / "configs" / "quickstart.py")), tiny)
-    larger = config_lib.override(config_lib.load(str(REPO / "configs" / "quickstart.py")), tiny + ["train.batch_size=32"])
+def test_bench_versus_times_two_configs_side_by_side_on_random_batches():
+    """`bench --versus --synthetic`: a BERT config (masking with the mask id the data would give)
+    whose data folder does not exist, against itself with 4 times the rows; those steps take longer."""
+    tiny = ["data.dir=/nonexistent", "model.n_layer=1", "model.d_model=32", "model.n_head=2", "model.d_head=16",
+            "model.d_inner=64", "model.vocab_size=500", "masking.max_predictions=5", "train.batch_size=2",
+            "train.tgt_len=32"]
+    config = config_lib.override(config_lib.load(str(REPO / "configs" / "bert" / "base.py")), tiny)
+    larger = config_lib.override(config_lib.load(str(REPO / "configs" / "bert" / "base.py")), tiny + ["train.batch_size=8"])
     result = bench.compare(config, larger, steps=5, synthetic_data=True)
-    assert result["time_ratio"] < 1 and min(result["tokens_per_sec"]) > 0
+    assert result["synthetic_data"] and result["time_ratio"] < 1 and min(result["tokens_per_sec"]) > 0
 
 
 @pytest.mark.parametrize("stream", [OrderedStream.batch_shapes(4, 8), ExampleStream.batch_shapes(4, 8, True),
