@@ -2,9 +2,11 @@
 with `xlpretrain bench --config configs/transformer_xl/bench_small.py`.
 
 Run from the `pytorch/` folder of a checkout of kimiyoung/transformer-xl, with torch installed:
-    python /path/to/xlpretrain/experiments/official_txl_bench.py [steps]
+    PYTHONPATH=. python /path/to/xlpretrain/experiments/official_txl_bench.py [steps]
 Recent torch refuses uint8 masks in `masked_fill`: the two `.byte()` calls that build
-`dec_attn_mask` in `MemTransformerLM._forward` must read `.bool()`. Prints one JSON line with the
+`dec_attn_mask` in `MemTransformerLM._forward` must read `.bool()`; with a CPU-only torch,
+`torch.version.cuda` is None, so `utils/proj_adaptive_softmax.py`'s CUDA_MAJOR and CUDA_MINOR must
+be set to 0 by hand (they are read at import; only a commented-out line uses them). Prints one JSON line with the
 median tokens/s after 3 untimed steps. Same model, 2 threads, Adam, clipping 0.25; the tokens are
 a fixed Zipf sample, which does not change the cost of a step.
 """
