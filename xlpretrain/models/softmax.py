@@ -151,13 +151,14 @@ class AdaptiveSoftmax(nn.Module):
         first = self.bins[0]
         nll = head_norm - _pick(head_logits, jnp.clip(targets, 0, first.end - 1))
         for i, b in enumerate(self.bins[1:], start=1):
-            tail_nll = self._tail_nll(hidden, targets, i) + head_norm - head_logits[..., first.end + i - 1]
-            nll = jnp.where((targets >= b.start) & (targets < b.end), tail_nll, nll)
+            in_bin = (targets >= b.start) & (targets < b.end)
+            tail_nll = self._tail_nll(hidden, targets, in_bin, i) + head_norm - head_logits[..., first.end + i - 1]
+            nll = jnp.where(in_bin, tail_nll, nll)
         return nll
 
-    def _tail_nll(self, hidden, targets, i: int):
-        """NLL within tail bin i of the tokens whose targets are in it ([batch, length]; values
-        elsewhere are not used). With tail_capacity, the bin's logits are computed only for those
+    def _tail_nll(self, hidden, targets, in_bin, i: int):
+        """NLL within tail bin i of the tokens whose targets are in it (`in_bin`) -> [batch, length];
+        values elsewhere are not used. With tail_capacity, the bin's logits are computed only for those
         tokens, gathered into a buffer of ceil(capacity * tokens) rows (the official code's
         index_select with static shapes); a batch with more of them computes every token's."""
         b = self.bins[i]
@@ -172,13 +173,13 @@ class AdaptiveSoftmax(nn.Module):
         if rows >= n:
             return within(hidden, local)
         flat_hidden, flat_local = hidden.reshape(n, hidden.shape[-1]), local.reshape(n)
-        in_bin = ((targets >= b.start) & (targets < b.end)).reshape(n)
+        flat_in_bin = in_bin.reshape(n)
+        count = jnp.sum(flat_in_bin)
 
         def gathered(_):
-            index = jnp.nonzero(in_bin, size=rows, fill_value=0)[0]
-            used = jnp.arange(rows) < jnp.sum(in_bin)
-            values = jnp.where(used, within(flat_hidden[index], flat_local[index]), 0.0)
+            index = jnp.nonzero(flat_in_bin, size=rows, fill_value=0)[0]
+            values = jnp.where(jnp.arange(rows) < count, within(flat_hidden[index], flat_local[index]), 0.0)
             return jnp.zeros(n, values.dtype).at[index].add(values)
 
-        return jax.lax.cond(jnp.sum(in_bin) <= rows, gathered, lambda _: within(flat_hidden, flat_local),
+        return jax.lax.cond(count <= rows, gathered, lambda _: within(flat_hidden, flat_local),
                             None).reshape(targets.shape)

@@ -30,19 +30,25 @@ BF16_PEAKS = {"NVIDIA H100 PCIe": 756e12, "NVIDIA H100": 989e12, "NVIDIA H200": 
               "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v6 lite": 918e12}
 
 
-def measured_peak_flops(dtype, size: int, repeats: int = 5) -> float:
-    """FLOP/s of one device multiplying two [size, size] matrices of `dtype`: the fastest of
-    `repeats` calls after two untimed ones (a peak, so the least disturbed call)."""
-    a = jnp.ones((size, size), dtype)
-    matmul = jax.jit(lambda a: a @ a)
+def _call_seconds(fn, repeats: int) -> list[float]:
+    """The seconds of `repeats` calls of `fn` (until its result is ready) after two untimed ones,
+    the first of which compiles."""
     for _ in range(2):
-        jax.block_until_ready(matmul(a))
+        jax.block_until_ready(fn())
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(matmul(a))
+        jax.block_until_ready(fn())
         seconds.append(time.perf_counter() - start)
-    return 2 * size**3 / min(seconds)
+    return seconds
+
+
+def measured_peak_flops(dtype, size: int, repeats: int = 5) -> float:
+    """FLOP/s of one device multiplying two [size, size] matrices of `dtype`: the fastest of
+    `repeats` calls (a peak, so the least disturbed call)."""
+    a = jnp.ones((size, size), dtype)
+    matmul = jax.jit(lambda a: a @ a)
+    return 2 * size**3 / min(_call_seconds(lambda: matmul(a), repeats))
 
 
 def peak_flops(dtype) -> tuple[float, str]:
@@ -66,8 +72,7 @@ class _TimedSteps:
             config = copy.deepcopy(config)
             config.masking.mask_id = 0
         self.exp = exp = Experiment(config, with_data=not synthetic_data)
-        self.config = config = exp.config
-        self.tokens_per_step = config.train.batch_size * config.train.tgt_len
+        config = exp.config
         if synthetic_data:
             shapes = {name: ((x.shape[0] // jax.process_count(),) + x.shape[1:], x.dtype)
                       for name, x in exp.batch_shapes("train").items()}
@@ -91,8 +96,9 @@ class _TimedSteps:
             start = time.perf_counter()
             self.state, metrics = self.step_fn(self.state, batch)
             jax.block_until_ready(metrics)
+            seconds = time.perf_counter() - start
         self.step += 1
-        return time.perf_counter() - start
+        return seconds
 
 
 def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = False) -> dict:
@@ -107,26 +113,24 @@ def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = 
     for _ in range(WARMUP_STEPS):
         timed.run()
     median = float(np.median([timed.run() for _ in range(steps)]))
-    exp, config = timed.exp, timed.config
-    tokens_per_sec = timed.tokens_per_step / median
+    exp, config = timed.exp, timed.exp.config
+    tokens_per_sec = exp.tokens_per_step / median
     n_params = exp.param_count()
     flops_per_token = plan.model_flops_per_token(config, n_params)
     compiled_flops = plan.compiled_flops_per_token(timed.step_fn, exp)
     dtype = jnp.dtype(config.model.dtype)
     peak, peak_source = peak_flops(dtype)
     devices = jax.devices()
-    analysis = timed.step_fn.memory_analysis()
     stats = devices[0].memory_stats() or {}
     return {"tokens_per_sec": tokens_per_sec, "step_ms_median": 1000 * median,
-            "compile_seconds": timed.compile_seconds, "steps": steps, "tokens_per_step": timed.tokens_per_step,
+            "compile_seconds": timed.compile_seconds, "steps": steps, "tokens_per_step": exp.tokens_per_step,
             "params": n_params, "flops_per_token": flops_per_token,
             "model_flops_per_sec": flops_per_token * tokens_per_sec,
             "peak_flops_per_device": peak, "peak_source": peak_source,
             "mfu": flops_per_token * tokens_per_sec / (peak * len(devices)),
             "compiled_flops_per_token": compiled_flops,
             "mfu_compiled": compiled_flops * tokens_per_sec / (peak * len(devices)) if compiled_flops else None,
-            "compiled_bytes_per_device": (analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
-                                          + analysis.output_size_in_bytes - analysis.alias_size_in_bytes),
+            "compiled_bytes_per_device": plan.compiled_bytes(timed.step_fn)["total"],
             "peak_bytes_in_use": stats.get("peak_bytes_in_use"), "dtype": dtype.name,
             "synthetic_data": synthetic_data, "devices": len(devices), "device_kind": devices[0].device_kind,
             "platform": devices[0].platform}
@@ -143,7 +147,7 @@ def compare(config: ml_collections.ConfigDict, other: ml_collections.ConfigDict,
         for t in timed:
             t.run()
     pairs = np.asarray([[t.run() for t in timed] for _ in range(steps)])
-    return {"tokens_per_sec": [t.tokens_per_step / float(np.median(pairs[:, i])) for i, t in enumerate(timed)],
+    return {"tokens_per_sec": [t.exp.tokens_per_step / float(np.median(pairs[:, i])) for i, t in enumerate(timed)],
             "time_ratio": float(np.median(pairs[:, 0] / pairs[:, 1])), "steps": steps,
             "synthetic_data": synthetic_data, "platform": jax.devices()[0].platform}
 
@@ -173,14 +177,7 @@ PAPER_SPEEDUPS = {3800: 1874, 2800: 1409, 1800: 773, 800: 363}
 
 
 def _median_seconds(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compiles
-    jax.block_until_ready(fn())
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds))
+    return float(np.median(_call_seconds(fn, repeats)))
 
 
 def memory_speedup(config: ml_collections.ConfigDict, lengths: list[int], repeats: int = 5) -> list[dict]:

@@ -92,6 +92,11 @@ class Experiment:
         init = jax.jit(lambda rng: nn.meta.unbox(self._init_boxed(rng)), out_shardings=self.state_shardings)
         return init(jax.random.PRNGKey(self.config.seed))
 
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens of a training batch: batch_size rows of tgt_len."""
+        return self.config.train.batch_size * self.config.train.tgt_len
+
     def param_count(self) -> int:
         return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.state_shapes.params))
 

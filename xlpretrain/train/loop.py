@@ -164,7 +164,7 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
         print(f"xlpretrain: process {jax.process_index()} of {jax.process_count()} reads part {part} of {parts} "
               f"of each batch", flush=True)
 
-    window = _Window(train_cfg.batch_size * train_cfg.tgt_len, exp.objective, checkpoints, workdir)
+    window = _Window(exp.tokens_per_step, exp.objective, checkpoints, workdir)
     bar, preemption = progress(train_cfg.steps, start, "train"), _Preemption()
     try:
         for step in range(start, train_cfg.steps):

@@ -81,8 +81,15 @@ def compiled_flops_per_token(compiled, exp: Experiment) -> float | None:
     cost = compiled.cost_analysis()
     if not cost or "flops" not in cost:
         return None
-    tokens = exp.config.train.batch_size * exp.config.train.tgt_len
-    return cost["flops"] * exp.config.train.micro_batches * len(exp.mesh.devices.flat) / tokens
+    return cost["flops"] * exp.config.train.micro_batches * len(exp.mesh.devices.flat) / exp.tokens_per_step
+
+
+def compiled_bytes(compiled) -> dict[str, int]:
+    """A compiled program's bytes per device by XLA's memory analysis, and their total."""
+    analysis = compiled.memory_analysis()
+    parts = {"arguments": analysis.argument_size_in_bytes, "temporaries": analysis.temp_size_in_bytes,
+             "outputs not aliased to arguments": analysis.output_size_in_bytes - analysis.alias_size_in_bytes}
+    return parts | {"total": sum(parts.values())}
 
 
 def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
@@ -90,7 +97,7 @@ def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
     config, state, shardings = exp.config, exp.state_shapes, exp.state_shardings
     batch = exp.batch_shapes("train")
     n_params = exp.param_count()
-    tokens = config.train.batch_size * config.train.tgt_len
+    tokens = exp.tokens_per_step
 
     def backward(params, batch, memory, rng):
         return jax.vjp(lambda params: exp.objective.loss(params, batch, memory, rng, True)[0], params)[1]
@@ -119,14 +126,9 @@ def plan(config: ml_collections.ConfigDict, compile: bool = False) -> dict:
         with exp.context():
             abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
             compiled = exp.train_step().lower(abstract, batch).compile()
-        analysis = compiled.memory_analysis()
         report["compiled"] = {
             "seconds": time.perf_counter() - start,
-            "bytes_per_device": {"arguments": analysis.argument_size_in_bytes, "temporaries": analysis.temp_size_in_bytes,
-                                 "outputs not aliased to arguments":
-                                     analysis.output_size_in_bytes - analysis.alias_size_in_bytes,
-                                 "total": analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
-                                 + analysis.output_size_in_bytes - analysis.alias_size_in_bytes},
+            "bytes_per_device": compiled_bytes(compiled),
             "flops_per_token": compiled_flops_per_token(compiled, exp),
         }
     return report
