@@ -18,11 +18,12 @@ def _state(estimate: dict) -> int:
     return estimate["params"] + estimate["optimizer"] + estimate["memory"] + estimate["batch"]
 
 
+# wt103_base (adaptive input and softmax) with 2 of its 16 layers: the same kinds of state and
+# activations in a sixth of the compile time. Parameter counts: test_model and test_paper_configs.
 @pytest.mark.slow
-@pytest.mark.parametrize("config, params", [("bench_small", 5_987_600), ("wt103_base", 151_107_538)])
-def test_estimates_agree_with_the_compiled_step(config, params, cache_dir):
-    report = _plan(["--config", f"configs/transformer_xl/{config}.py"], cache_dir)
-    assert report["params"] == params
+@pytest.mark.parametrize("config, extra", [("bench_small", []), ("wt103_base", ["--config.model.n_layer=2"])])
+def test_estimates_agree_with_the_compiled_step(config, extra, cache_dir):
+    report = _plan(["--config", f"configs/transformer_xl/{config}.py"] + extra, cache_dir)
     estimate, compiled = report["bytes_per_device"], report["compiled"]["bytes_per_device"]
     assert abs(compiled["total"] / estimate["total"] - 1) < 0.2, (estimate, compiled)
     assert abs(compiled["arguments"] / _state(estimate) - 1) < 0.01

@@ -122,7 +122,8 @@ def model():
     module = TransformerXL(MODEL)
     tokens, types, starts, functional = segment(0)
     order, _, _ = sample(jax.random.PRNGKey(0), jnp.asarray(starts), jnp.asarray(functional))
-    params = module.init(jax.random.PRNGKey(1), tokens, Memory.empty(MODEL, BATCH), types, permutation=order)["params"]
+    params = jax.jit(module.init)(jax.random.PRNGKey(1), tokens, Memory.empty(MODEL, BATCH), types,
+                                  permutation=order)["params"]
 
     @jax.jit
     def forward(tokens, types, order, memory):

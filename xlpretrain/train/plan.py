@@ -76,10 +76,11 @@ def model_flops_per_token(config: ml_collections.ConfigDict, n_params: int) -> f
 
 def compiled_flops_per_token(compiled, exp: Experiment) -> float | None:
     """FLOPs per token of a compiled train step by XLA's cost analysis (None where the backend gives
-    none). XLA counts a loop's body once: the micro-batch loop's FLOPs are micro times its count
-    (the layers' loop under model.scan_layers is not corrected for)."""
+    none). XLA counts a loop's body once: the micro-batch loop's FLOPs are micro times its count;
+    under model.scan_layers the layers' loop would count one layer of n_layer, and the result is
+    None (the unrolled model's compile gives the figure)."""
     cost = compiled.cost_analysis()
-    if not cost or "flops" not in cost:
+    if not cost or "flops" not in cost or exp.config.model.scan_layers:
         return None
     return cost["flops"] * exp.config.train.micro_batches * len(exp.mesh.devices.flat) / exp.tokens_per_step
 
