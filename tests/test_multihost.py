@@ -2,7 +2,8 @@
 one process of 8 CPU devices (fsdp=8). Two processes of 4 devices each (data=2, fsdp=2, tensor=2),
 joined by `jax.distributed` over loopback with gloo collectives, each reading its half of every
 batch, are stopped by a SIGTERM to one of them at a random step, then resumed; and the reference's
-checkpoint is restored onto data=2, tensor=4. Both must log the reference's losses."""
+checkpoint is restored onto data=2, tensor=4. Both must log the reference's losses. And a run on 8
+CPU devices that queues its steps (no log line until the end, a long evaluation) finishes."""
 
 import json
 import random
@@ -98,3 +99,16 @@ def test_checkpoint_of_one_mesh_resumes_on_another(reference, tmp_path, cache_di
     lines = read_lines(workdir)
     _assert_same_losses(lines, read_lines(reference))
     assert json.loads((workdir / "config.json").read_text())["mesh"] == {"data": 2, "fsdp": 1, "tensor": 4}
+
+
+@pytest.mark.slow
+def test_steps_never_queue_deep_enough_to_deadlock_cpu_devices(tmp_path, cache_dir):
+    """300 train steps without a log line between them and 625 eval steps: dispatched all at once,
+    XLA's 8 CPU devices (one thread pool) deadlocked in a collective and aborted the run (2026-12-02)."""
+    queued = {f"--config.train.{key}": 300 for key in ("steps", "log_every", "eval_every", "checkpoint_every")}
+    queued["--config.data.quickstart.valid_tokens"] = 40000
+    args = [arg for arg in RUN if arg.split("=")[0] not in queued] + [f"{k}={v}" for k, v in queued.items()]
+    result = run_cli(["train", "--workdir", str(tmp_path)] + args + _mesh(8, 1, 1), cache_dir, devices=8,
+                     check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [line["split"] for line in read_lines(tmp_path)] == ["train", "valid", "test"]

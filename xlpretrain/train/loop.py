@@ -96,6 +96,8 @@ class _Window:
         self.start, self.steps = time.perf_counter(), 0
 
     def add(self, step: int, metrics) -> None:
+        """Adds the metrics of a step just dispatched, once the step before it has run."""
+        parallel.wait_one_step_behind(self.pending[-1][1] if self.pending else None)
         self.pending.append((step, metrics))
         self.steps += 1
 
