@@ -201,15 +201,13 @@ TINY_ENCODER = [
 ]
 
 
-# No mlm case: rtd's generator is an mlm model, so resuming rtd resumes the same examples and
-# masking and a superset of mlm's state; whole-word masking, which the mlm case ran, goes with it.
 @pytest.mark.slow
 @pytest.mark.parametrize("config, extra", [
-    ("configs/electra/small.py:cpu", ["--config.model.d_embed=16", "--config.rtd.generator_size=0.5",
-                                      "--config.masking.whole_word=True"]),
+    ("configs/bert/large.py:cpu", ["--config.masking.whole_word=True"]),
+    ("configs/electra/small.py:cpu", ["--config.model.d_embed=16", "--config.rtd.generator_size=0.5"]),
     ("configs/xlnet/base.py:cpu", ["--config.data.sentencepiece.vocab_size=500", "--config.model.reuse_len=16",
                                    "--config.model.mem_len=24", "--config.eval.mem_len=24", "--config.plm.perm_size=8"]),
-], ids=["rtd", "plm"])
+], ids=["mlm", "rtd", "plm"])
 def test_resume_from_a_checkpoint_reproduces_the_run(config, extra, small_wikitext, tmp_path, cache_dir):
     """Train 8 steps; then, from the same workdir cut back to its step-4 checkpoint, train again:
     the train lines of steps 5-8 and the final test line are the same to the last bit (for plm

@@ -122,11 +122,11 @@ def test_scanned_layers_compute_what_the_unrolled_ones_do(extra, cache_dir):
 
 
 def test_scanned_encoders_compute_what_the_unrolled_ones_do():
-    """BERT's encoder, with its MLM head, scanned (ELECTRA's generator and discriminator are two of them)."""
+    """ELECTRA's generator and discriminator (BERT's encoder, embeddings shared) scanned."""
     from test_encoders import encoder_batch, objective
 
-    plain, params = objective("mlm")
-    scanned, _ = objective("mlm", model__scan_layers=True)
+    plain, params = objective("rtd")
+    scanned, _ = objective("rtd", model__scan_layers=True)
     def loss(objective, params):
         return objective.loss(params, encoder_batch(), (), jax.random.PRNGKey(5), False)[0]
 
