@@ -1,6 +1,7 @@
 """End to end through the `xlpretrain` command, each run in its own process: exact resume after
 SIGKILL, a kill in the middle of a checkpoint write, divergence, workdir safety, eval and bench."""
 
+import copy
 import json
 import re
 import signal
@@ -223,7 +224,7 @@ def test_bench_versus_times_two_configs_side_by_side_on_random_batches():
             "model.d_inner=64", "model.vocab_size=500", "masking.max_predictions=5", "train.batch_size=2",
             "train.tgt_len=32"]
     config = config_lib.override(config_lib.load(str(REPO / "configs" / "bert" / "base.py")), tiny)
-    larger = config_lib.override(config_lib.load(str(REPO / "configs" / "bert" / "base.py")), tiny + ["train.batch_size=8"])
+    larger = config_lib.override(copy.deepcopy(config), ["train.batch_size=8"])
     result = bench.compare(config, larger, steps=5, synthetic_data=True)
     assert result["synthetic_data"] and result["time_ratio"] < 1 and min(result["tokens_per_sec"]) > 0
 

@@ -137,13 +137,13 @@ def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
-def wait_one_step_behind(previous) -> None:
-    """Blocks until `previous`, the outputs of the step dispatched before the current one (None for
-    the first), are computed. The train and eval loops call it after each dispatch: they stay one
+def wait_one_step_behind(dispatched: list) -> None:
+    """Blocks until the last of `dispatched` (the outputs of the steps before the one just dispatched,
+    in order) are computed. The train and eval loops call it after each dispatch: they stay one
     step ahead of the devices, which hides the dispatch, and never queue more. A deeper queue
     deadlocks XLA's CPU devices (the fake ones of --xla_force_host_platform_device_count too): they
     share one thread pool, whose threads can all end up waiting in a later step's collective for a
     device that needs a thread to finish an earlier step, and XLA aborts after 40 s with
     "Termination timeout for all reduce"."""
-    if previous is not None:
-        jax.block_until_ready(previous)
+    if dispatched:
+        jax.block_until_ready(dispatched[-1])

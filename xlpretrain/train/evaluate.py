@@ -51,7 +51,7 @@ class Evaluator:
         bar = progress(stream.evaluation_steps(), 0, f"eval {split}", leave=False)
         for index, batch in enumerate(stream.evaluation_batches()):
             memory, metrics = self.step(params, self.exp.to_global(batch), memory, index)
-            parallel.wait_one_step_behind(per_batch[-1] if per_batch else None)
+            parallel.wait_one_step_behind(per_batch)
             per_batch.append(metrics)
             bar.update()
         bar.close()

@@ -97,7 +97,7 @@ class _Window:
 
     def add(self, step: int, metrics) -> None:
         """Adds the metrics of a step just dispatched, once the step before it has run."""
-        parallel.wait_one_step_behind(self.pending[-1][1] if self.pending else None)
+        parallel.wait_one_step_behind(self.pending)
         self.pending.append((step, metrics))
         self.steps += 1
 
