@@ -56,6 +56,13 @@ def test_overrides_parse_values_and_reject_unknown_keys():
      r"model.tail_capacity must give one share in \(0, 1\] per tail bin \(2\), got \[0.5\]"),
     (["model.cutoffs=[10, 20]", "model.div_val=64", "model.d_model=64", "model.d_head=16"],
      "model.div_val=64 leaves the last of 3 bins with no width"),
+    (["model.attention_kernel='flash'"], "model.attention_kernel 'flash' is not one of einsum, xla, cudnn"),
+    (["model.attention_kernel='xla'"], "model.attention_kernel='xla' has no relative position term; use it with "
+                                       "model.positions='absolute'"),
+    (["model.attention_kernel='xla'", "model.positions='absolute'", "model.dropatt=0.1"],
+     "model.attention_kernel='xla' has no attention dropout; set model.dropatt=0"),
+    (["model.attention_kernel='cudnn'", "model.positions='absolute'", "model.dropatt=0.0"],
+     "model.attention_kernel='cudnn' runs in bfloat16; set model.dtype='bfloat16'"),
 ])
 def test_bad_configs_get_one_line_errors(overrides, message):
     config = config_lib.override(quickstart(), overrides)

@@ -16,6 +16,7 @@ from xlpretrain.data.examples import ExampleStream, build_examples
 from xlpretrain.data.vocab import WordPiece
 from xlpretrain.errors import UserError
 from xlpretrain.objectives import build, masking
+from xlpretrain.train.experiment import Experiment
 
 VOCAB = 1000
 
@@ -141,6 +142,31 @@ def test_padding_changes_no_loss(name, changes):
     loss = jax.jit(lambda p, b: obj.loss(p, b, (), jax.random.PRNGKey(3), True))
     first, second = loss(params, batch), loss(params, other)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), first, second))
+
+
+def test_dot_product_attention_gives_the_losses_and_gradients_of_the_einsums():
+    """model.attention_kernel='xla' (jax.nn.dot_product_attention) against the default einsums, in
+    a training step with dropout on and padding: the same loss and gradients up to float32 rounding.
+    (test_encoders_hf also checks its logits against HuggingFace's.)"""
+    results = []
+    for kernel in ("einsum", "xla"):
+        obj, params = objective("mlm", model__dropatt=0.0, model__attention_kernel=kernel)
+        loss = jax.jit(jax.value_and_grad(lambda p: obj.loss(p, encoder_batch(), (), jax.random.PRNGKey(3), True)[0]))
+        results.append(loss(params))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.max(np.abs(a))))
+
+
+def test_the_cudnn_kernel_is_refused_off_gpu():
+    config = config_lib.defaults()
+    config.objective = "mlm"
+    config_lib.bert_encoder(config, n_layer=2, d_model=32, n_head=2)
+    config.model.update(vocab_size=300, dropatt=0.0, attention_kernel="cudnn", dtype="bfloat16")
+    with pytest.raises(UserError, match="model.attention_kernel='cudnn' runs on NVIDIA GPUs, not on cpu; "
+                                        "set model.attention_kernel='xla' there"):
+        Experiment(config, with_data=False)
 
 
 def test_an_existing_bert_vocab_file_is_read_as_bert_does(tmp_path):

@@ -2,6 +2,7 @@
 with padding -> the same logits; parameter counts of the paper configs; weights through
 `xlpretrain convert import` and `export` and back into HuggingFace."""
 
+import dataclasses
 import json
 
 import jax
@@ -63,10 +64,14 @@ def assert_close(ours, theirs):
     assert relative < 1e-5, relative
 
 
-@pytest.mark.parametrize("architecture", ["BertForMaskedLM", "BertForPreTraining", "ElectraForMaskedLM"])
-def test_masked_lm_logits_match_huggingface(architecture):
+@pytest.mark.parametrize("architecture, kernel", [("BertForMaskedLM", "einsum"), ("BertForPreTraining", "einsum"),
+                                                  ("ElectraForMaskedLM", "einsum"), ("BertForMaskedLM", "xla"),
+                                                  ("ElectraForMaskedLM", "xla")])
+def test_masked_lm_logits_match_huggingface(architecture, kernel):
+    """Also with the attention of jax.nn.dot_product_attention (model.attention_kernel='xla')."""
     electra = architecture.startswith("Electra")
     _, model = small_config(d_embed=24 if electra else 0)
+    model = dataclasses.replace(model, attention_kernel=kernel)
     if electra:
         hf = ElectraForMaskedLM(ElectraConfig(**hf_kwargs(model, embedding_size=24)))
     else:

@@ -20,7 +20,8 @@ import ml_collections
 
 from xlpretrain.data.corpora import DOCUMENT_FORMATS, NAMED_CORPORA, TFDS_PREFIX, WORD_CORPORA
 from xlpretrain.errors import UserError
-from xlpretrain.models.transformer import ACTIVATIONS, FLAVORS, POSITIONS, REMAT, TransformerXLConfig
+from xlpretrain.models.transformer import (ACTIVATIONS, ATTENTION_KERNELS, FLAVORS, POSITIONS, REMAT,
+                                           TransformerXLConfig)
 
 LEVELS = ("word", "char", "byte")
 TOKENIZERS = ("wordpiece", "sentencepiece")
@@ -105,6 +106,11 @@ def defaults() -> ml_collections.ConfigDict:
     # One layer's program run n_layer times (parameters stacked along a "layers" axis): compile
     # time independent of the depth. HuggingFace conversion needs it False.
     c.model.scan_layers = False
+    # How attention without a relative term (positions="absolute": BERT, ELECTRA) is computed:
+    # "einsum", this codebase's own; "xla" or "cudnn", jax.nn.dot_product_attention with that
+    # implementation ("cudnn": the fused flash-attention kernel of NVIDIA GPUs, in bfloat16).
+    # Neither of the two has attention dropout: they need model.dropatt=0.
+    c.model.attention_kernel = "einsum"
 
     # Masking of the encoder objectives (objectives/masking.py); BERT's values.
     c.masking = ml_collections.ConfigDict(dict(
@@ -482,8 +488,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for name in ("dropout", "dropatt"):
         _require(0.0 <= model[name] < 1.0, f"model.{name} must be in [0, 1), got {model[name]}")
     for name, allowed in (("positions", POSITIONS), ("flavor", FLAVORS), ("activation", tuple(ACTIVATIONS)),
-                          ("remat", tuple(REMAT)), ("dtype", ("float32", "bfloat16"))):
+                          ("remat", tuple(REMAT)), ("dtype", ("float32", "bfloat16")),
+                          ("attention_kernel", ATTENTION_KERNELS)):
         _require(model[name] in allowed, f"model.{name} {model[name]!r} is not one of {', '.join(allowed)}")
+    if model.attention_kernel != "einsum":
+        kernel = f"model.attention_kernel={model.attention_kernel!r}"
+        _require(model.positions == "absolute",
+                 f"{kernel} has no relative position term; use it with model.positions='absolute' or set "
+                 f"model.attention_kernel='einsum'")
+        _require(model.dropatt == 0, f"{kernel} has no attention dropout; set model.dropatt=0 or "
+                                     f"model.attention_kernel='einsum'")
+        _require(model.attention_kernel != "cudnn" or model.dtype == "bfloat16",
+                 f"{kernel} runs in bfloat16; set model.dtype='bfloat16'")
     _require(model.d_embed >= 0, f"model.d_embed must be >= 0 (0: d_model), got {model.d_embed}")
     check_cutoffs(model)
     _require(model.positions == "relative" or (model.mem_len == 0 and config.eval.mem_len == 0),

@@ -9,7 +9,9 @@ distance d = M + i - j (M memory slots), the relative score is
 
 with u = `r_w_bias`, v = `r_r_bias` and R the sinusoid of `positions.py`. The position term is one
 matmul against the distance embeddings followed by `rel_shift`, instead of Q*K embeddings.
-Without relative positions the score is the content term alone, W_q h_i . W_k x_j / sqrt(d_head).
+Without relative positions the score is the content term alone, W_q h_i . W_k x_j / sqrt(d_head),
+which `jax.nn.dot_product_attention` can compute instead (`kernel`: its XLA form, or cuDNN's fused
+flash attention on NVIDIA GPUs, which never holds the [q_len, k_len] scores in memory).
 
 XLNet (Yang et al. 2019, section 2.5 and appendix A.2) adds a relative segment term
 
@@ -71,7 +73,9 @@ class Attention(nn.Module):
     Returns the output projections (before dropout and the residual) of the content stream,
     [batch, q_len, d_model], and of the query stream, [batch, n_predict, d_model] (None without one).
     `relative`: Transformer-XL's position term (needs RelativeTerms); `segments`: XLNet's segment
-    term (its `seg` embedding); `use_bias`: biases on the q, k, v and output projections (BERT).
+    term (its `seg` embedding); `use_bias`: biases on the q, k, v and output projections (BERT);
+    `kernel`: "einsum", or "xla" / "cudnn", the `implementation` of `jax.nn.dot_product_attention`,
+    which has no relative term, no memory, no query stream and no attention dropout.
     """
 
     n_head: int
@@ -81,6 +85,7 @@ class Attention(nn.Module):
     relative: bool = True
     segments: bool = False
     use_bias: bool = False
+    kernel: str = "einsum"
 
     def _bias(self, name, shape, axes):
         init = nn.with_logical_partitioning(nn.initializers.zeros, axes)
@@ -124,6 +129,14 @@ class Attention(nn.Module):
             relative = jax.tree.map(lambda x: x.astype(dtype) if x.dtype != bool else x, relative)
         if self.segments:
             seg = seg.astype(dtype)
+
+        if self.kernel != "einsum":
+            # [batch, length, heads, head_dim], the layout jax.nn.dot_product_attention takes.
+            q = jnp.einsum("bqd,dhe->bqhe", h, w_q) + b_q
+            k, v = jnp.einsum("bkd,dthe->tbkhe", h, w_kv) + b_kv[:, None, None]
+            attended = jax.nn.dot_product_attention(q, k, v, mask=visible[:, None], implementation=self.kernel)
+            out = jnp.einsum("bqhe,hed->bqd", attended, w_o) + b_o
+            return nn.with_logical_constraint(out, ("batch", "length", "embed")), None
 
         # Head-major layouts [heads, batch, length, head_dim] keep the score matmuls free of
         # transposes. Queries come from the segment only; keys and values from [memory; segment].

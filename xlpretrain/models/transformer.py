@@ -45,6 +45,7 @@ REMAT = {"none": None, "full": jax.checkpoint_policies.nothing_saveable,
          "dots_saveable": jax.checkpoint_policies.dots_saveable,
          "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 POSITIONS = ("relative", "absolute")
+ATTENTION_KERNELS = ("einsum", "xla", "cudnn")  # Attention.kernel
 ACTIVATIONS = {
     "relu": nn.relu,
     "gelu": functools.partial(nn.gelu, approximate=False),  # erf: BERT's and ELECTRA's released weights
@@ -92,6 +93,7 @@ class TransformerXLConfig:
     # memory, LayerNorm statistics, softmaxes and the loss stay float32)
     scan_layers: bool = False  # one layer's program run n_layer times (nn.scan): parameters stacked
     # under "layers" with a leading "layers" axis, compile time independent of the depth
+    attention_kernel: str = "einsum"  # without a relative term: "xla" or "cudnn" (Attention.kernel)
 
     @property
     def embed_size(self) -> int:
@@ -216,7 +218,7 @@ class Block(nn.Module):
                  g=None, target_mapping=None, g_visible=None):
         c = self.config
         attention = Attention(c.n_head, c.d_head, c.dropatt, c.init_std, relative=c.positions == "relative",
-                              segments=c.xlnet, use_bias=c.bert, name="attn")
+                              segments=c.xlnet, use_bias=c.bert, kernel=c.attention_kernel, name="attn")
         feed_forward = FeedForward(c, name="ff")
         norm_attn = layer_norm(c, "norm_attn")
         norm_ff = layer_norm(c, "norm_ff")

@@ -50,6 +50,10 @@ class Experiment:
         self.config = config
         self._example_sets = {}
         self.mesh = parallel.make_mesh(config.mesh)
+        platform = self.mesh.devices.flat[0].platform
+        if config.model.attention_kernel == "cudnn" and platform != "gpu":
+            raise UserError(f"model.attention_kernel='cudnn' runs on NVIDIA GPUs, not on {platform}; "
+                            f"set model.attention_kernel='xla' there")
         self.rules = parallel.rules(config)
         for where in ("train", "eval"):
             parallel.check_batch_size(config[where].batch_size, self.mesh, self.rules, where)

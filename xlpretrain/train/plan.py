@@ -78,9 +78,10 @@ def compiled_flops_per_token(compiled, exp: Experiment) -> float | None:
     """FLOPs per token of a compiled train step by XLA's cost analysis (None where the backend gives
     none). XLA counts a loop's body once: the micro-batch loop's FLOPs are micro times its count;
     under model.scan_layers the layers' loop would count one layer of n_layer, and the result is
-    None (the unrolled model's compile gives the figure)."""
+    None (the unrolled model's compile gives the figure); so it is under model.attention_kernel='cudnn',
+    whose fused attention is a custom call that XLA's cost analysis cannot see into."""
     cost = compiled.cost_analysis()
-    if not cost or "flops" not in cost or exp.config.model.scan_layers:
+    if not cost or "flops" not in cost or exp.config.model.scan_layers or exp.config.model.attention_kernel == "cudnn":
         return None
     return cost["flops"] * exp.config.train.micro_batches * len(exp.mesh.devices.flat) / exp.tokens_per_step
 
