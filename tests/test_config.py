@@ -71,6 +71,16 @@ def test_bad_configs_get_one_line_errors(overrides, message):
     assert "\n" not in str(error.value)
 
 
+def test_a_checkpoint_resumes_with_other_compute_settings_but_not_another_model():
+    """The signature a workdir's checkpoint is checked against: remat and the attention kernel may
+    change, the model's shape may not, and a refusal names the dotted key."""
+    base = config_lib.signature(quickstart())
+    assert base == config_lib.signature(config_lib.override(quickstart(), ["model.remat='full'",
+                                                                           "model.attention_kernel='xla'"]))
+    other = config_lib.signature(config_lib.override(quickstart(), [f"model.n_layer={quickstart().model.n_layer + 1}"]))
+    assert {k for k, v in other.items() if base[k] != v} == {"model.n_layer"}
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["model.reuse_len=126"], r"model.reuse_len=126 must be in \[1, train.tgt_len - 4 = 124\]"),
     (["plm.perm_size=48"], "plm.perm_size=48 must divide both halves of train.tgt_len=128"),

@@ -164,7 +164,7 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
     refused = run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + ["--config.model.n_layer=2"], cache_dir,
                       check=False)
     assert refused.returncode == 2
-    assert "holds a checkpoint of a different model or data (model:" in refused.stderr
+    assert "holds a checkpoint of a different model or data (model.n_layer: 1 -> 2);" in refused.stderr
     assert "pass --restart to start over" in refused.stderr
 
     run_cli(TRAIN + ["--workdir", str(workdir), "--restart"] + TINY + wandb + ["--config.model.n_layer=2"], cache_dir,

@@ -400,17 +400,20 @@ def check_cutoffs(model: ml_collections.ConfigDict) -> None:
              f"model.div_val={model.div_val} leaves the last of {len(cutoffs) + 1} bins with no width")
 
 
+# Model settings that change how a step is computed, not the weights it trains or, beyond float32
+# rounding, its results: a checkpoint trained with one value resumes with another (a run trained
+# on GPUs with model.attention_kernel='cudnn' goes on on a CPU with 'xla').
+COMPUTE_ONLY = ("remat", "attention_kernel")
+
+
 def signature(config: ml_collections.ConfigDict) -> dict:
-    """What a checkpoint depends on: the model, the data, and the shapes of the carried memory, as
-    JSON values (a tuple and the list config.json holds are the same). A workdir may be resumed
-    with a config that changes anything else (steps, learning rate, ...)."""
-    return json.loads(json.dumps({
-        "objective": config.objective,
-        "model": config.model.to_dict(),
-        "data": config.data.to_dict(),
-        "train.batch_size": config.train.batch_size,
-        "rtd": config.rtd.to_dict() if config.objective == "rtd" else None,
-    }))
+    """What a checkpoint depends on, by dotted key: the model (but COMPUTE_ONLY), the data, and the
+    shapes of the carried memory, as JSON values (a tuple and the list config.json holds are the
+    same). A workdir may be resumed with a config that changes anything else (steps, learning rate, ...)."""
+    sections = {"model": {k: v for k, v in config.model.to_dict().items() if k not in COMPUTE_ONLY},
+                "data": config.data.to_dict(), "rtd": config.rtd.to_dict() if config.objective == "rtd" else {}}
+    flat = {f"{section}.{key}": value for section, values in sections.items() for key, value in values.items()}
+    return json.loads(json.dumps({"objective": config.objective, "train.batch_size": config.train.batch_size, **flat}))
 
 
 def _validate_plm(config: ml_collections.ConfigDict) -> None:
