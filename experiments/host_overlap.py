@@ -17,8 +17,8 @@ builds the next batch (`parallel.wait_one_step_behind`).
 Results and the command that ran them: benchmarks/RESULTS.md, "Host work and the step".
 """
 
+import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -80,7 +80,11 @@ def main(delay: float, sync: bool) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "batch-times":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", help="'batch-times', or the seconds of sleep added to every batch")
+    parser.add_argument("sync", nargs="?", choices=["sync"], help="wait on each step's own outputs")
+    args = parser.parse_args()
+    if args.what == "batch-times":
         batch_times()
     else:
-        main(float(sys.argv[1]), sys.argv[2:] == ["sync"])
+        main(float(args.what), args.sync == "sync")

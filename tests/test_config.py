@@ -63,6 +63,12 @@ def test_overrides_parse_values_and_reject_unknown_keys():
      "model.attention_kernel='xla' has no attention dropout; set model.dropatt=0"),
     (["model.attention_kernel='cudnn'", "model.positions='absolute'", "model.dropatt=0.0"],
      "model.attention_kernel='cudnn' runs in bfloat16; set model.dtype='bfloat16'"),
+    (["model.attention_kernel='cudnn'", "model.positions='absolute'", "model.dropatt=0.0", "model.dtype='bfloat16'",
+      "model.n_head=2", "model.d_head=256", "model.d_model=512"],
+     "model.attention_kernel='cudnn' needs model.d_head a multiple of 8 up to 128, got 256"),
+    (["model.attention_kernel='cudnn'", "model.positions='absolute'", "model.dropatt=0.0", "model.dtype='bfloat16'",
+      "train.tgt_len=31", "model.max_positions=512"],
+     "model.attention_kernel='cudnn' trains with a padding mask only on even lengths; train.tgt_len is 31"),
 ])
 def test_bad_configs_get_one_line_errors(overrides, message):
     config = config_lib.override(quickstart(), overrides)
@@ -72,13 +78,15 @@ def test_bad_configs_get_one_line_errors(overrides, message):
 
 
 def test_a_checkpoint_resumes_with_other_compute_settings_but_not_another_model():
-    """The signature a workdir's checkpoint is checked against: remat and the attention kernel may
-    change, the model's shape may not, and a refusal names the dotted key."""
+    """The signature a workdir's checkpoint is checked against: remat, the attention kernel and the
+    dropout rates may change, the model's shape and the data may not, by dotted key, nested ones too."""
     base = config_lib.signature(quickstart())
-    assert base == config_lib.signature(config_lib.override(quickstart(), ["model.remat='full'",
-                                                                           "model.attention_kernel='xla'"]))
-    other = config_lib.signature(config_lib.override(quickstart(), [f"model.n_layer={quickstart().model.n_layer + 1}"]))
-    assert {k for k, v in other.items() if base[k] != v} == {"model.n_layer"}
+    assert base == config_lib.signature(config_lib.override(quickstart(), [
+        "model.remat='full'", "model.attention_kernel='xla'", "model.dropout=0.0", "model.dropatt=0.3"]))
+    for change, key in ((f"model.n_layer={quickstart().model.n_layer + 1}", "model.n_layer"),
+                        ("data.wordpiece.vocab_size=77", "data.wordpiece.vocab_size")):
+        other = config_lib.signature(config_lib.override(quickstart(), [change]))
+        assert {k for k, v in other.items() if base[k] != v} == {key}
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -159,6 +159,7 @@ def test_dot_product_attention_gives_the_losses_and_gradients_of_the_einsums():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.max(np.abs(a))))
 
 
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the refusal off a GPU")
 def test_the_cudnn_kernel_is_refused_off_gpu():
     config = config_lib.defaults()
     config.objective = "mlm"

@@ -306,17 +306,18 @@ def to_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
 
 
-def _flat_keys(node: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-    keys = []
+def _flat_items(node: ml_collections.ConfigDict, prefix: str = "") -> dict:
+    """Every key of a config, sections included, dotted, with its value."""
+    items = {}
     for name, value in node.items():
-        keys.append(prefix + name)
+        items[prefix + name] = value
         if isinstance(value, ml_collections.ConfigDict):
-            keys.extend(_flat_keys(value, prefix + name + "."))
-    return keys
+            items.update(_flat_items(value, prefix + name + "."))
+    return items
 
 
 def _unknown_key(config: ml_collections.ConfigDict, key: str) -> UserError:
-    close = difflib.get_close_matches(key, _flat_keys(config), n=1)
+    close = difflib.get_close_matches(key, list(_flat_items(config)), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return UserError(f"unknown config key {key!r}{hint}")
 
@@ -400,20 +401,21 @@ def check_cutoffs(model: ml_collections.ConfigDict) -> None:
              f"model.div_val={model.div_val} leaves the last of {len(cutoffs) + 1} bins with no width")
 
 
-# Model settings that change how a step is computed, not the weights it trains or, beyond float32
-# rounding, its results: a checkpoint trained with one value resumes with another (a run trained
-# on GPUs with model.attention_kernel='cudnn' goes on on a CPU with 'xla').
-COMPUTE_ONLY = ("remat", "attention_kernel")
+# Settings a checkpoint does not depend on, which a resumed run may change like the learning rate:
+# how a step is computed (a run trained with model.attention_kernel='cudnn' on GPUs goes on on a CPU
+# with 'xla'), and the dropout rates (the cuDNN kernel needs model.dropatt=0).
+FREE_ON_RESUME = ("model.remat", "model.attention_kernel", "model.dropout", "model.dropatt")
 
 
 def signature(config: ml_collections.ConfigDict) -> dict:
-    """What a checkpoint depends on, by dotted key: the model (but COMPUTE_ONLY), the data, and the
-    shapes of the carried memory, as JSON values (a tuple and the list config.json holds are the
-    same). A workdir may be resumed with a config that changes anything else (steps, learning rate, ...)."""
-    sections = {"model": {k: v for k, v in config.model.to_dict().items() if k not in COMPUTE_ONLY},
-                "data": config.data.to_dict(), "rtd": config.rtd.to_dict() if config.objective == "rtd" else {}}
-    flat = {f"{section}.{key}": value for section, values in sections.items() for key, value in values.items()}
-    return json.loads(json.dumps({"objective": config.objective, "train.batch_size": config.train.batch_size, **flat}))
+    """What a checkpoint depends on, by dotted key: the model (but FREE_ON_RESUME), the data, and
+    the shapes of the carried memory, as JSON values (a tuple and the list config.json holds are
+    the same). A workdir may be resumed with a config that changes anything else (steps, learning rate, ...)."""
+    sections = ("model", "data", "rtd") if config.objective == "rtd" else ("model", "data")
+    leaves = {key: value for key, value in _flat_items(config).items()
+              if key.split(".")[0] in sections and not isinstance(value, ml_collections.ConfigDict)
+              and key not in FREE_ON_RESUME}
+    return json.loads(json.dumps({"objective": config.objective, "train.batch_size": config.train.batch_size, **leaves}))
 
 
 def _validate_plm(config: ml_collections.ConfigDict) -> None:
@@ -501,8 +503,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  f"model.attention_kernel='einsum'")
         _require(model.dropatt == 0, f"{kernel} has no attention dropout; set model.dropatt=0 or "
                                      f"model.attention_kernel='einsum'")
-        _require(model.attention_kernel != "cudnn" or model.dtype == "bfloat16",
-                 f"{kernel} runs in bfloat16; set model.dtype='bfloat16'")
+        if model.attention_kernel == "cudnn":
+            _require(model.dtype == "bfloat16", f"{kernel} runs in bfloat16; set model.dtype='bfloat16'")
+            _require(model.d_head % 8 == 0 and model.d_head <= 128,
+                     f"{kernel} needs model.d_head a multiple of 8 up to 128, got {model.d_head}")
+            _require(config.train.tgt_len % 2 == 0,
+                     f"{kernel} trains with a padding mask only on even lengths; train.tgt_len is {config.train.tgt_len}")
     _require(model.d_embed >= 0, f"model.d_embed must be >= 0 (0: d_model), got {model.d_embed}")
     check_cutoffs(model)
     _require(model.positions == "relative" or (model.mem_len == 0 and config.eval.mem_len == 0),

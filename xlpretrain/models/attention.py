@@ -11,7 +11,8 @@ with u = `r_w_bias`, v = `r_r_bias` and R the sinusoid of `positions.py`. The po
 matmul against the distance embeddings followed by `rel_shift`, instead of Q*K embeddings.
 Without relative positions the score is the content term alone, W_q h_i . W_k x_j / sqrt(d_head),
 which `jax.nn.dot_product_attention` can compute instead (`kernel`: its XLA form, or cuDNN's fused
-flash attention on NVIDIA GPUs, which never holds the [q_len, k_len] scores in memory).
+flash attention on NVIDIA GPUs, which holds no [heads, q_len, k_len] scores in memory; the padding
+mask still becomes one [batch, 1, q_len, k_len] bias).
 
 XLNet (Yang et al. 2019, section 2.5 and appendix A.2) adds a relative segment term
 
@@ -131,6 +132,9 @@ class Attention(nn.Module):
             seg = seg.astype(dtype)
 
         if self.kernel != "einsum":
+            if self.relative or self.segments or memory.shape[1] or g is not None or (self.dropatt and not deterministic):
+                raise ValueError(f"kernel {self.kernel!r} has no relative or segment term, memory, query stream "
+                                 f"or attention dropout")
             # [batch, length, heads, head_dim], the layout jax.nn.dot_product_attention takes.
             q = jnp.einsum("bqd,dhe->bqhe", h, w_q) + b_q
             k, v = jnp.einsum("bkd,dthe->tbkhe", h, w_kv) + b_kv[:, None, None]

@@ -69,8 +69,8 @@ def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: b
     if saved.is_file() and has_checkpoint and not restart:
         old, new = config_lib.signature(config_lib.from_json(saved.read_text())), config_lib.signature(config)
         if old != new:
-            diff = next(f"{k}: {old.get(k)} -> {new.get(k)}" for k in sorted(old.keys() | new.keys())
-                        if old.get(k) != new.get(k))
+            diff = next(f"{k}: {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}"
+                        for k in sorted(old.keys() | new.keys()) if k not in old or k not in new or old[k] != new[k])
             raise UserError(f"workdir {workdir} holds a checkpoint of a different model or data ({diff[:200]}); "
                             f"pass --restart to start over (the old run is kept in {workdir}/previous/) "
                             f"or choose another --workdir")
