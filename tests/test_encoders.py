@@ -86,8 +86,9 @@ def test_whole_word_masking_takes_whole_words_within_the_count():
         assert maskable[r, list(picked)].all()
 
 
-def objective(name, **changes):
-    """A tiny mlm or rtd objective over a 300-piece vocabulary."""
+def tiny_config(name, **changes):
+    """The config of a tiny mlm or rtd objective over a 300-piece vocabulary; `changes` as
+    section__field=value."""
     config = config_lib.defaults()
     config.objective = name
     config_lib.bert_encoder(config, n_layer=2, d_model=32, n_head=2, d_embed=24 if name == "rtd" else 0)
@@ -98,6 +99,12 @@ def objective(name, **changes):
     for key, value in changes.items():
         section, field = key.split("__")
         config[section][field] = value
+    return config
+
+
+def objective(name, **changes):
+    """A tiny mlm or rtd objective (tiny_config) and its initial parameters."""
+    config = tiny_config(name, **changes)
     config_lib.validate(config)
     obj = build(config)
     return obj, nn.meta.unbox(jax.jit(obj.init_params)(jax.random.PRNGKey(0)))
@@ -161,10 +168,7 @@ def test_dot_product_attention_gives_the_losses_and_gradients_of_the_einsums():
 
 @pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the refusal off a GPU")
 def test_the_cudnn_kernel_is_refused_off_gpu():
-    config = config_lib.defaults()
-    config.objective = "mlm"
-    config_lib.bert_encoder(config, n_layer=2, d_model=32, n_head=2)
-    config.model.update(vocab_size=300, dropatt=0.0, attention_kernel="cudnn", dtype="bfloat16")
+    config = tiny_config("mlm", model__dropatt=0.0, model__attention_kernel="cudnn", model__dtype="bfloat16")
     with pytest.raises(UserError, match="model.attention_kernel='cudnn' runs on NVIDIA GPUs, not on cpu; "
                                         "set model.attention_kernel='xla' there"):
         Experiment(config, with_data=False)
