@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ from xlpretrain.data.examples import ExampleStream
 from xlpretrain.data.stream import OrderedStream
 from xlpretrain.data.xlnet import XLNetStream
 from xlpretrain.errors import UserError
-from xlpretrain.train import bench
+from xlpretrain.train import bench, profile
 from xlpretrain.train.logging import MetricsLog
 
 pytestmark = pytest.mark.slow
@@ -198,9 +200,9 @@ def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterr
     assert comparable(read_lines(uninterrupted)[-1:]) == [line]
 
 
-def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys):
+def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("XLPRETRAIN_CACHE", str(cache_dir))
-    cli.run(["bench", "--config", "configs/quickstart.py", "--steps", "3"] + TINY)
+    cli.run(["bench", "--config", "configs/quickstart.py", "--steps", "3", "--profile", str(tmp_path)] + TINY)
     *table, last = capsys.readouterr().out.strip().splitlines()
     result = json.loads(last)
     assert result["tokens_per_sec"] > 0 and result["compile_seconds"] > 0 and result["tokens_per_step"] == 32
@@ -212,9 +214,46 @@ def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys):
     assert 0 < result["mfu"] < 1 and result["peak_source"].startswith("measured (2048x2048 matmul, float32)")
     assert result["compiled_bytes_per_device"] > 0 and result["peak_bytes_in_use"] is None  # CPU reports none
     assert any(line.startswith("MFU ") for line in table)
+    # --profile: the traced steps' op time by scope, the reverse pass apart, the trace kept for viewers.
+    where = result["profile"]
+    scopes = {row["scope"]: row for row in where["scopes"]}
+    attention = scopes["TransformerXL/TransformerXL._layers/layer_*/attn"]
+    assert attention["forward_ms"] > 0 and attention["backward_ms"] > 0
+    assert scopes["optimizer"]["forward_ms"] > 0 and scopes["optimizer"]["backward_ms"] == 0
+    assert sum(row["share"] for row in where["scopes"]) == pytest.approx(1)
+    assert where["op_ms_per_step"] == pytest.approx(sum(row["forward_ms"] + row["backward_ms"] for row in scopes.values()))
+    assert (tmp_path / where["trace"]).exists() and any(line.startswith("TransformerXL/TransformerXL._layers/layer_*/attn ")
+                                                         for line in table)
     # The official PyTorch code builds the small benchmark model with 5,987,600 parameters.
     cli.run(["params", "--config", "configs/transformer_xl/bench_small.py"])
     assert capsys.readouterr().out.split() == ["5,987,600", "total"]
+
+
+def test_profile_puts_the_time_where_the_work_is(tmp_path):
+    """The gradient of a sum over a corner of a large matmul (scope "large") and a small pad (scope
+    "small"): the trace's op time goes to "large", all of it in the reverse pass."""
+    def loss(a, b):
+        with jax.named_scope("large"):
+            product = a @ b
+        with jax.named_scope("small"):
+            return jnp.sum(product[:4, :4])
+
+    a = jnp.ones((1024, 1024))
+    step = jax.jit(jax.grad(loss)).lower(a, a).compile(profile.COMPILER_OPTIONS.get(jax.devices()[0].platform))
+    step(a, a)
+    where = profile.by_scope(profile.trace(lambda: step(a, a), 3, tmp_path), step.as_text(), 3)
+    large = next(row for row in where["scopes"] if row["scope"] == "large")
+    assert large["share"] > 0.8 and large["forward_ms"] == 0
+    assert where["longest_ops"][0]["scope"] == "large"
+
+
+def test_op_names_become_scopes():
+    assert profile.scope_of("jit(step)/transpose(jvp(TransformerXL))/TransformerXL._layers/layer_11/attn/"
+                            "hbqe,hbke->hbqk/dot_general") == ("TransformerXL/TransformerXL._layers/layer_*/attn", True)
+    assert profile.scope_of("jit(step)/jvp(TransformerXL)/drop/jit(_bernoulli)/jit(_uniform)/shift_right_logical") \
+        == ("TransformerXL/drop", False)
+    assert profile.scope_of("jit(step)/optimizer/mul") == ("optimizer", False)
+    assert profile.scope_of("jit(step)/add") == (profile.OUTSIDE, False)
 
 
 def test_bench_versus_times_two_configs_side_by_side_on_random_batches():

@@ -4,7 +4,7 @@
     xlpretrain eval   --workdir DIR [--split test] [--step N] [--config.eval.mem_len=640 ...]
     xlpretrain eval   --hf DIR --config PATH [--split test] [--config.KEY=VALUE ...]
     xlpretrain params --config PATH [--shardings] [--config.KEY=VALUE ...]
-    xlpretrain bench  --config PATH [--steps N] [--synthetic] [--config.KEY=VALUE ...]
+    xlpretrain bench  --config PATH [--steps N] [--synthetic] [--profile DIR] [--config.KEY=VALUE ...]
     xlpretrain bench  --config PATH --versus KEY=VALUE [--versus KEY=VALUE ...] [--steps N]
     xlpretrain bench  --config PATH --memory-speedup 128,256,512,1024 [--repeats N]
     xlpretrain plan   --config PATH [--compile] [--json] [--config.mesh.fsdp=8 ...]
@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=20)
     bench.add_argument("--synthetic", action="store_true",
                        help="time random batches of the config's shapes instead of its data (needs model.vocab_size)")
+    bench.add_argument("--profile", metavar="DIR",
+                       help="also trace a few steps into DIR (TensorBoard, XProf, Perfetto) and print where their "
+                            "time went, by model scope, forward and backward")
     bench.add_argument("--versus", metavar="KEY=VALUE", action="append",
                        help="instead: time the config against itself with these overrides, steps alternating in "
                             "one process, and print the ratio of step times (repeatable)")
@@ -232,8 +235,11 @@ def run(argv: list[str]) -> None:
         print(json.dumps(result))
     elif args.command == "bench":
         from xlpretrain.train import bench
-        result = bench.bench(_config(args.config, overrides), args.steps, args.synthetic)
+        result = bench.bench(_config(args.config, overrides), args.steps, args.synthetic, args.profile)
         print(bench.table(result))
+        if result["profile"]:
+            from xlpretrain.train import profile
+            print(profile.table(result["profile"], result["step_ms_median"]))
         print(json.dumps(result))
 
 

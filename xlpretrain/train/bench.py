@@ -17,11 +17,12 @@ from xlpretrain import config as config_lib
 from xlpretrain.data import synthetic
 from xlpretrain.errors import UserError
 from xlpretrain.models.transformer import Memory, TransformerXL
-from xlpretrain.train import plan
+from xlpretrain.train import plan, profile
 from xlpretrain.train.experiment import Experiment
 
 
 WARMUP_STEPS = 3  # untimed: the first steps fill the memory and settle the host allocator
+PROFILED_STEPS = 5  # --profile: traced after the timed ones
 
 # Dense bfloat16 peak FLOP/s of one chip, from the vendors' data sheets (NVIDIA H100 and H200 SXM,
 # A100; Google Cloud TPU system architecture pages), keyed by a prefix of `device_kind`. The H100
@@ -67,7 +68,7 @@ class _TimedSteps:
     """A config's compiled train step on its data (or on random batches of its shapes), stepped
     one timed step at a time; each step's batch is made and placed before its clock starts."""
 
-    def __init__(self, config: ml_collections.ConfigDict, synthetic_data: bool):
+    def __init__(self, config: ml_collections.ConfigDict, synthetic_data: bool, compiler_options: dict | None = None):
         if synthetic_data and "masking" in config and config.masking.mask_id is None:
             config = copy.deepcopy(config)
             config.masking.mask_id = 0
@@ -85,7 +86,7 @@ class _TimedSteps:
             self.state = exp.init_state()
             batch = exp.to_global(self.batch_at(0))
             start = time.perf_counter()
-            self.step_fn = exp.train_step().lower(self.state, batch).compile()
+            self.step_fn = exp.train_step().lower(self.state, batch).compile(compiler_options)
             self.compile_seconds = time.perf_counter() - start
         self.step = 0
 
@@ -101,18 +102,26 @@ class _TimedSteps:
         return seconds
 
 
-def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = False) -> dict:
+def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = False,
+          profile_dir: str | None = None) -> dict:
     """Compiles the train step (timed), runs WARMUP_STEPS, then times `steps` steps one by one;
     tokens/s is the median. MFU is the model's FLOPs per token (`xlpretrain plan`'s 6 N + attention)
     times tokens/s over the peak FLOP/s of the devices; `mfu_compiled` counts XLA's FLOPs of the
     compiled step instead, which differs where 6 N counts weights not multiplied at every token
     (BERT's and ELECTRA's output softmax scores only the masked positions). With `synthetic_data`,
     the batches are random tokens in the shapes of the config's (no corpus is read;
-    model.vocab_size must be set, and a mask id the data would give is token 0)."""
-    timed = _TimedSteps(config, synthetic_data)
+    model.vocab_size must be set, and a mask id the data would give is token 0). With `profile_dir`,
+    PROFILED_STEPS more steps run under the profiler, and "profile" is where their time went
+    (`profile.by_scope`)."""
+    options = profile.COMPILER_OPTIONS.get(jax.devices()[0].platform) if profile_dir else None
+    timed = _TimedSteps(config, synthetic_data, options)
     for _ in range(WARMUP_STEPS):
         timed.run()
     median = float(np.median([timed.run() for _ in range(steps)]))
+    where = None
+    if profile_dir:
+        path = profile.trace(timed.run, PROFILED_STEPS, profile_dir)
+        where = profile.by_scope(path, timed.step_fn.as_text(), PROFILED_STEPS)
     exp, config = timed.exp, timed.exp.config
     tokens_per_sec = exp.tokens_per_step / median
     n_params = exp.param_count()
@@ -133,7 +142,7 @@ def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = 
             "compiled_bytes_per_device": plan.compiled_bytes(timed.step_fn)["total"],
             "peak_bytes_in_use": stats.get("peak_bytes_in_use"), "dtype": dtype.name,
             "synthetic_data": synthetic_data, "devices": len(devices), "device_kind": devices[0].device_kind,
-            "platform": devices[0].platform}
+            "platform": devices[0].platform, "profile": where}
 
 
 def compare(config: ml_collections.ConfigDict, other: ml_collections.ConfigDict, steps: int,
