@@ -33,7 +33,7 @@ _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = ")
 _COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$")
 # JAX writes a transformation around the first scope inside it: "transpose(jvp(TransformerXL))".
 _TRANSFORM = re.compile(r"^(?:transpose|jvp|vmap|checkpoint|remat|pjit|shard_map)\((.*)\)$")
-_CONTROL = ("while", "body", "cond", "branch", "scan")
+_CONTROL = ("while", "body", "cond", "branch", "scan", "closed_call")
 
 
 def scope_of(op_name: str) -> tuple[str, bool]:
@@ -130,10 +130,11 @@ def by_scope(trace_path: str | Path, hlo_text: str, steps: int) -> dict:
 
 def table(profile: dict, step_ms: float) -> str:
     """`by_scope`'s result as the table `bench --profile` prints."""
+    width = max(len(row["scope"]) for row in profile["scopes"])
     lines = [f"op time per step   {profile['op_ms_per_step']:.1f} ms against {step_ms:.1f} ms of wall time "
              f"(over {profile['steps']} traced steps; ops running at once overlap)",
-             f"{'scope':<48} {'forward ms':>10} {'backward ms':>11} {'share':>6}"]
-    lines += [f"{row['scope']:<48} {row['forward_ms']:>10.1f} {row['backward_ms']:>11.1f} {row['share']:>6.1%}"
+             f"{'scope':<{width}}  {'forward ms':>10}  {'backward ms':>11}  {'share':>6}"]
+    lines += [f"{row['scope']:<{width}}  {row['forward_ms']:>10.1f}  {row['backward_ms']:>11.1f}  {row['share']:>6.1%}"
               for row in profile["scopes"]]
     lines.append("longest ops:")
     lines += [f"  {row['op']:<32} {row['ms']:>7.2f} ms  {row['scope']}{' (backward)' if row['backward'] else ''}"
