@@ -256,6 +256,34 @@ def test_op_names_become_scopes():
     assert profile.scope_of("jit(step)/add") == (profile.OUTSIDE, False)
 
 
+def test_a_fusion_takes_the_scope_of_the_ops_inside_it():
+    """As XLA's CPU backend prints them: a reduction's to_apply region (whose add carries a scope-less
+    op_name) does not vote, a parameter's copy has no scope, and a fusion's scope is its ops' one."""
+    hlo = """HloModule jit_step, is_scheduled=true
+
+%region_0.1 (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %add.1 = f32[] add(%a, %b), metadata={op_name="jit(step)/add"}
+}
+
+%fused_computation.2 (param_0: f32[8,100]) -> f32[100] {
+  %param_0 = f32[8,100]{1,0} parameter(0)
+  %constant.3 = f32[] constant(0)
+  ROOT %reduce_sum.4 = f32[100]{0} reduce(%param_0, %constant.3), dimensions={0}, to_apply=%region_0.1, metadata={op_name="jit(step)/transpose(jvp(Model.nll))/vocab.nll/reduce_sum"}
+}
+
+ENTRY %main.5 (w: f32[8,100]) -> f32[100] {
+  %w = f32[8,100]{1,0} parameter(0), metadata={op_name="state.params['w']"}
+  %copy.6 = f32[8,100]{0,1} copy(%w), metadata={op_name="state.params['w']"}
+  ROOT %ynn_fusion.7 = f32[100]{0} fusion(%copy.6), kind=kCustom, calls=%fused_computation.2
+}
+"""
+    scopes = profile.op_scopes(hlo)
+    assert scopes["ynn_fusion.7"] == ("Model.nll/vocab.nll", True)
+    assert scopes["copy.6"] == (profile.OUTSIDE, False)
+
+
 def test_bench_versus_times_two_configs_side_by_side_on_random_batches():
     """`bench --versus --synthetic`: a BERT config (masking with the mask id the data would give)
     whose data folder does not exist, against itself with 4 times the rows; those steps take longer."""

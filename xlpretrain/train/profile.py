@@ -55,7 +55,7 @@ def scope_of(op_name: str) -> tuple[str, bool]:
 
 def op_scopes(hlo_text: str) -> dict[str, tuple[str, bool]]:
     """Each instruction of a compiled module's text -> its (scope, backward); a fusion or call ->
-    the commonest among the ops it calls (nested calls included)."""
+    the commonest among the ops it calls (nested calls included) that have a scope."""
     own, calls, members = {}, {}, collections.defaultdict(list)
     computation = None
     for line in hlo_text.splitlines():
@@ -68,22 +68,24 @@ def op_scopes(hlo_text: str) -> dict[str, tuple[str, bool]]:
         members[computation].append(name)
         if op_name := re.search(r'op_name="([^"]*)"', line):
             own[name] = scope_of(op_name.group(1))
-        if called := re.search(r"(?:calls|to_apply)=%?([\w.\-]+)", line):
+        if called := re.search(r"\bcalls=%?([\w.\-]+)", line):  # fusions and calls, not a reduction's to_apply
             calls[name] = called.group(1)
 
     def votes(computation, seen):
         found = collections.Counter()
         for member in members.get(computation, []):
+            if member in own:
+                found[own[member]] += 1
             if member in calls and calls[member] not in seen:
                 found.update(votes(calls[member], seen | {calls[member]}))
-            elif member in own:
-                found[own[member]] += 1
         return found
 
     scopes = dict(own)
     for name, computation in calls.items():
-        if found := votes(computation, {computation}):
-            scopes[name] = found.most_common(1)[0][0]
+        found = votes(computation, {computation})
+        scoped = [(scope, n) for scope, n in found.most_common() if scope[0] != OUTSIDE]
+        if scoped or found:
+            scopes[name] = (scoped or found.most_common())[0][0]
     return scopes
 
 
