@@ -19,6 +19,7 @@ from xlpretrain.errors import UserError
 from xlpretrain.models.transformer import Memory, TransformerXL
 from xlpretrain.train import plan, profile
 from xlpretrain.train.experiment import Experiment
+from xlpretrain.train.logging import progress
 
 
 WARMUP_STEPS = 3  # untimed: the first steps fill the memory and settle the host allocator
@@ -66,9 +67,12 @@ def peak_flops(dtype) -> tuple[float, str]:
 
 class _TimedSteps:
     """A config's compiled train step on its data (or on random batches of its shapes), stepped
-    one timed step at a time; each step's batch is made and placed before its clock starts."""
+    one timed step at a time; each step's batch is made and placed before its clock starts. `bar`,
+    a progress bar, advances by one a step."""
 
-    def __init__(self, config: ml_collections.ConfigDict, synthetic_data: bool, compiler_options: dict | None = None):
+    def __init__(self, config: ml_collections.ConfigDict, synthetic_data: bool, compiler_options: dict | None = None,
+                 bar=None):
+        self.bar = bar
         if synthetic_data and "masking" in config and config.masking.mask_id is None:
             config = copy.deepcopy(config)
             config.masking.mask_id = 0
@@ -99,6 +103,8 @@ class _TimedSteps:
             jax.block_until_ready(metrics)
             seconds = time.perf_counter() - start
         self.step += 1
+        if self.bar is not None:
+            self.bar.update()
         return seconds
 
 
@@ -114,14 +120,18 @@ def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = 
     PROFILED_STEPS more steps run under the profiler, and "profile" is where their time went
     (`profile.by_scope`)."""
     options = profile.COMPILER_OPTIONS.get(jax.devices()[0].platform) if profile_dir else None
-    timed = _TimedSteps(config, synthetic_data, options)
-    for _ in range(WARMUP_STEPS):
-        timed.run()
-    median = float(np.median([timed.run() for _ in range(steps)]))
-    where = None
-    if profile_dir:
-        path = profile.trace(timed.run, PROFILED_STEPS, profile_dir)
-        where = profile.by_scope(path, timed.step_fn.as_text(), PROFILED_STEPS)
+    with progress(WARMUP_STEPS + steps + (PROFILED_STEPS if profile_dir else 0), 0, "bench (compiling first)",
+                  leave=False) as bar:
+        timed = _TimedSteps(config, synthetic_data, options, bar)
+        bar.reset()  # the rate and ETA count steps, not the compilation
+        bar.set_description("bench")
+        for _ in range(WARMUP_STEPS):
+            timed.run()
+        median = float(np.median([timed.run() for _ in range(steps)]))
+        where = None
+        if profile_dir:
+            path = profile.trace(timed.run, PROFILED_STEPS, profile_dir)
+            where = profile.by_scope(path, timed.step_fn.as_text(), PROFILED_STEPS)
     exp, config = timed.exp, timed.exp.config
     tokens_per_sec = exp.tokens_per_step / median
     n_params = exp.param_count()
@@ -151,11 +161,14 @@ def compare(config: ml_collections.ConfigDict, other: ml_collections.ConfigDict,
     each one's median tokens/s and the median over step pairs of the first's step time over the
     second's (above 1: the second is faster). Both run below their speed under `bench` alone (the
     two programs' buffers take turns in the host's memory and caches); the ratio is the figure."""
-    timed = [_TimedSteps(config, synthetic_data), _TimedSteps(other, synthetic_data)]
-    for _ in range(WARMUP_STEPS):
-        for t in timed:
-            t.run()
-    pairs = np.asarray([[t.run() for t in timed] for _ in range(steps)])
+    with progress(2 * (WARMUP_STEPS + steps), 0, "bench --versus (compiling both first)", leave=False) as bar:
+        timed = [_TimedSteps(config, synthetic_data, bar=bar), _TimedSteps(other, synthetic_data, bar=bar)]
+        bar.reset()
+        bar.set_description("bench --versus")
+        for _ in range(WARMUP_STEPS):
+            for t in timed:
+                t.run()
+        pairs = np.asarray([[t.run() for t in timed] for _ in range(steps)])
     return {"tokens_per_sec": [t.exp.tokens_per_step / float(np.median(pairs[:, i])) for i, t in enumerate(timed)],
             "time_ratio": float(np.median(pairs[:, 0] / pairs[:, 1])), "steps": steps,
             "synthetic_data": synthetic_data, "platform": jax.devices()[0].platform}
@@ -199,39 +212,44 @@ def memory_speedup(config: ml_collections.ConfigDict, lengths: list[int], repeat
     if config.model.vocab_size is None:
         raise UserError("--memory-speedup runs on random tokens: set --config.model.vocab_size")
     model_config = config_lib.model_config(config)
-    batch = config.eval.batch_size
     rows = []
-    for length in lengths:
-        segment = length // 2
-        if segment < 1:
-            raise UserError(f"attention lengths must be >= 2, got {length}")
-        with_memory = dataclasses.replace(model_config, mem_len=length - segment, clamp_len=-1, same_length=False)
-        vanilla = dataclasses.replace(model_config, mem_len=0, clamp_len=-1, same_length=False)
-        txl, window = TransformerXL(with_memory), TransformerXL(vanilla)
-        params = jax.jit(txl.init)(jax.random.PRNGKey(config.seed), jnp.zeros((1, 1), jnp.int32),
-                                   Memory.empty(with_memory, 1))
-        tokens = jax.random.randint(jax.random.PRNGKey(1), (batch, length + 1), 0, model_config.vocab_size)
-
-        @jax.jit
-        def segment_step(params, tokens, memory):
-            hidden, memory = txl.apply(params, tokens[:, :segment], memory)
-            return memory, jnp.sum(txl.apply(params, hidden, tokens[:, 1:segment + 1], method=TransformerXL.nll))
-
-        @jax.jit
-        def window_step(params, tokens):
-            hidden, _ = window.apply(params, tokens[:, :length], Memory.empty(vanilla, tokens.shape[0]))
-            return jnp.sum(window.apply(params, hidden[:, -1:], tokens[:, length:], method=TransformerXL.nll))
-
-        memory = Memory.empty(with_memory, batch)
-        for _ in range(2):  # fills the memory
-            memory = segment_step(params, tokens, memory)[0]
-        per_token = [_median_seconds(lambda: segment_step(params, tokens, memory), repeats) / (batch * segment),
-                     _median_seconds(lambda: window_step(params, tokens), repeats) / batch]
-        rows.append({"attention_length": length, "segment": segment, "memory": length - segment, "batch": batch,
-                     "ms_per_token_with_memory": 1000 * per_token[0], "ms_per_token_vanilla": 1000 * per_token[1],
-                     "speedup": per_token[1] / per_token[0], "paper_speedup_gpu": PAPER_SPEEDUPS.get(length),
-                     "platform": jax.devices()[0].platform})
+    with progress(len(lengths), 0, "bench --memory-speedup", leave=False) as bar:
+        for length in lengths:
+            rows.append(_speedup_row(model_config, config.seed, length, config.eval.batch_size, repeats))
+            bar.update()
     return rows
+
+
+def _speedup_row(model_config, seed: int, length: int, batch: int, repeats: int) -> dict:
+    """`memory_speedup`'s figures at one attention length."""
+    segment = length // 2
+    if segment < 1:
+        raise UserError(f"attention lengths must be >= 2, got {length}")
+    with_memory = dataclasses.replace(model_config, mem_len=length - segment, clamp_len=-1, same_length=False)
+    vanilla = dataclasses.replace(model_config, mem_len=0, clamp_len=-1, same_length=False)
+    txl, window = TransformerXL(with_memory), TransformerXL(vanilla)
+    params = jax.jit(txl.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 1), jnp.int32), Memory.empty(with_memory, 1))
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (batch, length + 1), 0, model_config.vocab_size)
+
+    @jax.jit
+    def segment_step(params, tokens, memory):
+        hidden, memory = txl.apply(params, tokens[:, :segment], memory)
+        return memory, jnp.sum(txl.apply(params, hidden, tokens[:, 1:segment + 1], method=TransformerXL.nll))
+
+    @jax.jit
+    def window_step(params, tokens):
+        hidden, _ = window.apply(params, tokens[:, :length], Memory.empty(vanilla, tokens.shape[0]))
+        return jnp.sum(window.apply(params, hidden[:, -1:], tokens[:, length:], method=TransformerXL.nll))
+
+    memory = Memory.empty(with_memory, batch)
+    for _ in range(2):  # fills the memory
+        memory = segment_step(params, tokens, memory)[0]
+    per_token = [_median_seconds(lambda: segment_step(params, tokens, memory), repeats) / (batch * segment),
+                 _median_seconds(lambda: window_step(params, tokens), repeats) / batch]
+    return {"attention_length": length, "segment": segment, "memory": length - segment, "batch": batch,
+            "ms_per_token_with_memory": 1000 * per_token[0], "ms_per_token_vanilla": 1000 * per_token[1],
+            "speedup": per_token[1] / per_token[0], "paper_speedup_gpu": PAPER_SPEEDUPS.get(length),
+            "platform": jax.devices()[0].platform}
 
 
 def speedup_table(rows: list[dict]) -> str:
