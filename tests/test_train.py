@@ -230,20 +230,21 @@ def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys, 
 
 
 def test_profile_puts_the_time_where_the_work_is(tmp_path):
-    """The gradient of a sum over a corner of a large matmul (scope "large") and a small pad (scope
-    "small"): the trace's op time goes to "large", all of it in the reverse pass."""
-    def loss(a, b):
+    """The gradient of a large matmul's tanh (scope "large") and of a sine of 16 numbers (scope
+    "small"): the trace's op time goes to "large", to both its forward and its reverse pass."""
+    def loss(a, b, c):
         with jax.named_scope("large"):
-            product = a @ b
+            large = jnp.sum(jnp.tanh(a @ b))
         with jax.named_scope("small"):
-            return jnp.sum(product[:4, :4])
+            return large + jnp.sum(jnp.sin(c))
 
-    a = jnp.ones((1024, 1024))
-    step = jax.jit(jax.grad(loss)).lower(a, a).compile(profile.COMPILER_OPTIONS.get(jax.devices()[0].platform))
-    step(a, a)
-    where = profile.by_scope(profile.trace(lambda: step(a, a), 3, tmp_path), step.as_text(), 3)
-    large = next(row for row in where["scopes"] if row["scope"] == "large")
-    assert large["share"] > 0.8 and large["forward_ms"] == 0
+    a, c = jnp.ones((1024, 1024)) / 1024, jnp.ones(16)
+    step = jax.jit(jax.grad(loss, argnums=(0, 2))).lower(a, a, c).compile(
+        profile.COMPILER_OPTIONS.get(jax.devices()[0].platform))
+    step(a, a, c)
+    where = profile.by_scope(profile.trace(lambda: step(a, a, c), 3, tmp_path), step.as_text(), 3)
+    scopes = {row["scope"]: row for row in where["scopes"]}
+    assert scopes["large"]["share"] > 0.9 and scopes["large"]["forward_ms"] > 0 and scopes["large"]["backward_ms"] > 0
     assert where["longest_ops"][0]["scope"] == "large"
 
 
