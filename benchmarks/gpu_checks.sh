@@ -56,11 +56,11 @@ check() {  # check NAME SECONDS ARGS...: one xlpretrain command, its log in $OUT
 
 # wt103_large-shaped layers in bfloat16, MFU >= 40% (scanned layers: one layer's compile), and where
 # the step's time goes: the relative attention's share decides whether a Pallas kernel for it is
-# worth writing (issue 8). Without command buffers, which would hide their ops from the trace.
-(export XLA_FLAGS=--xla_gpu_enable_command_buffer=
- check wt103_large 150 bench --config configs/transformer_xl/wt103_large.py --synthetic --steps $STEPS \
+# worth writing (issue 8). The profiled steps run a second compilation without command buffers,
+# which would hide their ops from the trace; the timed ones are the default program.
+check wt103_large 150 bench --config configs/transformer_xl/wt103_large.py --synthetic --steps $STEPS \
   --config.model.dtype=$DTYPE --config.model.scan_layers=True "${SIZE[@]}" --config.train.batch_size=$BATCH \
-  --profile /tmp/trace_wt103_large)
+  --profile /tmp/trace_wt103_large
 # BERT-base masked LM at sequence 512, MFU >= 50%: the einsum attention, then the fused kernel.
 check bert_base_512 90 bench --config configs/bert/base.py --synthetic --steps $STEPS --config.model.dtype=$DTYPE \
   "${BERT[@]}"

@@ -4,6 +4,7 @@ what the Transformer-XL memory saves in evaluation."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -70,8 +71,7 @@ class _TimedSteps:
     one timed step at a time; each step's batch is made and placed before its clock starts. `bar`,
     a progress bar, advances by one a step."""
 
-    def __init__(self, config: ml_collections.ConfigDict, synthetic_data: bool, compiler_options: dict | None = None,
-                 bar=None):
+    def __init__(self, config: ml_collections.ConfigDict, synthetic_data: bool, bar=None):
         self.bar = bar
         if synthetic_data and "masking" in config and config.masking.mask_id is None:
             config = copy.deepcopy(config)
@@ -88,24 +88,52 @@ class _TimedSteps:
             self.batch_at = exp.stream("train").batch_at
         with exp.context():
             self.state = exp.init_state()
-            batch = exp.to_global(self.batch_at(0))
-            start = time.perf_counter()
-            self.step_fn = exp.train_step().lower(self.state, batch).compile(compiler_options)
-            self.compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        self.step_fn = self.compile()
+        self.compile_seconds = time.perf_counter() - start
         self.step = 0
 
-    def run(self) -> float:
-        """Runs the next step; returns its seconds."""
+    def compile(self, compiler_options: dict | None = None):
+        """The train step compiled for the state and the batches, with these XLA options."""
+        with self.exp.context():
+            batch = self.exp.to_global(self.batch_at(0))
+            return self.exp.train_step().lower(self.state, batch).compile(compiler_options)
+
+    def run(self, step_fn=None) -> float:
+        """Runs the next step (with `step_fn`, another compilation of it); returns its seconds."""
         with self.exp.context():
             batch = self.exp.to_global(self.batch_at(self.step))
             start = time.perf_counter()
-            self.state, metrics = self.step_fn(self.state, batch)
+            self.state, metrics = (step_fn or self.step_fn)(self.state, batch)
             jax.block_until_ready(metrics)
             seconds = time.perf_counter() - start
         self.step += 1
         if self.bar is not None:
             self.bar.update()
         return seconds
+
+
+@contextlib.contextmanager
+def _stepping(configs: list[ml_collections.ConfigDict], synthetic_data: bool, steps: int, description: str):
+    """The _TimedSteps of each config, compiled, their `steps` in all counted on one progress bar
+    whose rate and ETA start after the compilations."""
+    with progress(steps, 0, f"{description} (compiling first)", leave=False) as bar:
+        timed = [_TimedSteps(config, synthetic_data, bar) for config in configs]
+        bar.reset()
+        bar.set_description(description)
+        yield timed
+
+
+def _profile(timed: _TimedSteps, directory: str) -> dict:
+    """`profile.by_scope` of PROFILED_STEPS steps traced into `directory`, run by the step compiled
+    anew with the platform's profiling options; {"error": ...} if that fails, so that a failed
+    profile costs the timing nothing."""
+    try:
+        step_fn = timed.compile(profile.COMPILER_OPTIONS.get(jax.devices()[0].platform))
+        path = profile.trace(lambda: timed.run(step_fn), PROFILED_STEPS, directory)
+        return profile.by_scope(path, step_fn.as_text(), PROFILED_STEPS)
+    except Exception as error:  # any failure of the trace or of its reading
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = False,
@@ -117,21 +145,13 @@ def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = 
     (BERT's and ELECTRA's output softmax scores only the masked positions). With `synthetic_data`,
     the batches are random tokens in the shapes of the config's (no corpus is read;
     model.vocab_size must be set, and a mask id the data would give is token 0). With `profile_dir`,
-    PROFILED_STEPS more steps run under the profiler, and "profile" is where their time went
-    (`profile.by_scope`)."""
-    options = profile.COMPILER_OPTIONS.get(jax.devices()[0].platform) if profile_dir else None
-    with progress(WARMUP_STEPS + steps + (PROFILED_STEPS if profile_dir else 0), 0, "bench (compiling first)",
-                  leave=False) as bar:
-        timed = _TimedSteps(config, synthetic_data, options, bar)
-        bar.reset()  # the rate and ETA count steps, not the compilation
-        bar.set_description("bench")
+    "profile" is where the time of PROFILED_STEPS more steps went (`_profile`)."""
+    with _stepping([config], synthetic_data, WARMUP_STEPS + steps + (PROFILED_STEPS if profile_dir else 0),
+                   "bench") as (timed,):
         for _ in range(WARMUP_STEPS):
             timed.run()
         median = float(np.median([timed.run() for _ in range(steps)]))
-        where = None
-        if profile_dir:
-            path = profile.trace(timed.run, PROFILED_STEPS, profile_dir)
-            where = profile.by_scope(path, timed.step_fn.as_text(), PROFILED_STEPS)
+        where = _profile(timed, profile_dir) if profile_dir else None
     exp, config = timed.exp, timed.exp.config
     tokens_per_sec = exp.tokens_per_step / median
     n_params = exp.param_count()
@@ -161,10 +181,7 @@ def compare(config: ml_collections.ConfigDict, other: ml_collections.ConfigDict,
     each one's median tokens/s and the median over step pairs of the first's step time over the
     second's (above 1: the second is faster). Both run below their speed under `bench` alone (the
     two programs' buffers take turns in the host's memory and caches); the ratio is the figure."""
-    with progress(2 * (WARMUP_STEPS + steps), 0, "bench --versus (compiling both first)", leave=False) as bar:
-        timed = [_TimedSteps(config, synthetic_data, bar=bar), _TimedSteps(other, synthetic_data, bar=bar)]
-        bar.reset()
-        bar.set_description("bench --versus")
+    with _stepping([config, other], synthetic_data, 2 * (WARMUP_STEPS + steps), "bench --versus") as timed:
         for _ in range(WARMUP_STEPS):
             for t in timed:
                 t.run()
