@@ -22,6 +22,7 @@ BATCH, SEGMENT, MEMORY, D_MODEL, HEADS, D_HEAD = 8, 128, 128, 256, 8, 32
 
 
 def load(path: str, name: str):
+    """The module in the file at `path`, imported as `name`."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # flax's dataclasses look their module up
@@ -49,6 +50,7 @@ def layer_step(module):
 
 
 def main():
+    """Times the two files' layers side by side and prints what the module's docstring says."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("first")
     parser.add_argument("second")
