@@ -36,7 +36,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 XLPRETRAIN_
 flax.__version__, 'optax', optax.__version__, 'devices', jax.devices())"; } | tee "$OUT/summary.txt"
 
 if [[ -n "${SMOKE:-}" ]]; then  # toy sizes: checks the commands, not the speed
-  SIZE=(--config.model.n_layer=2); STEPS=2; LENGTHS=32,64; BATCH=2
+  SIZE=(--config.model.n_layer=2 --config.train.tgt_len=64 --config.model.mem_len=64); STEPS=2; LENGTHS=32,64; BATCH=2
   BERT=(--config.train.tgt_len=64 --config.train.batch_size=2 --config.model.n_layer=2); DTYPE=float32; KERNEL=xla
 else
   SIZE=(); STEPS=10; LENGTHS=800,1800,2800,3800; BATCH=32

@@ -271,17 +271,19 @@ def test_op_names_become_scopes():
 
 
 def test_the_profile_counts_each_ops_own_time_on_the_devices_timeline(tmp_path):
-    """A made-up trace: a while loop's event (10 us) encloses its body's op (6 us), which counts
-    once; an op without an op_name takes its operand's scope, or counts under "(no scope)" if that
-    has none; where a device's timeline exists, the host's events of the same ops do not count."""
+    """A made-up trace: a while loop's event is left out (its body's op has its own); an op whose
+    event encloses another's on its thread counts the difference; an op without an op_name takes
+    its operand's scope, or counts under "(no scope)" if that has none; where a device's timeline
+    exists, the host's events of the same ops do not count."""
     hlo = """HloModule jit_step
 
 ENTRY %main.1 (p: f32[2]) -> f32[2] {
   %p = f32[2]{0} parameter(0)
-  %while.2 = f32[2]{0} while(%p), condition=%c, body=%b, metadata={op_name="jit(step)/jvp(M)/drop/while"}
+  %while.2 = (s32[], /*index=1*/f32[2]{0}) while(%p), condition=%c, body=%b, metadata={op_name="jit(step)/jvp(M)/drop/while"}
   %add.3 = f32[2]{0} add(%while.2, %p), metadata={op_name="jit(step)/jvp(M)/drop/add"}
   %copy.4 = f32[2]{0} copy(%p)
-  ROOT %copy.5 = f32[2]{0} copy(%add.3)
+  %call.5 = f32[2]{0} call(%add.3), to_apply=%f, metadata={op_name="jit(step)/jvp(M)/ff/call"}
+  ROOT %copy.6 = f32[2]{0} copy(%call.5)
 }
 """
     def op(name, ts, dur, pid):
@@ -290,16 +292,16 @@ ENTRY %main.1 (p: f32[2]) -> f32[2] {
 
     events = [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/device:GPU:0"}},
               {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/host:CPU"}},
-              op("while.2", 0, 10, 1), op("add.3", 2, 6, 1), op("copy.4", 20, 4, 1), op("copy.5", 30, 3, 1),
-              op("add.3", 0, 50, 2)]
+              op("while.2", 0, 10, 1), op("add.3", 2, 6, 1), op("copy.4", 20, 4, 1), op("call.5", 30, 8, 1),
+              op("copy.6", 32, 3, 1), op("add.3", 0, 50, 2)]
     path = tmp_path / "made.trace.json.gz"
     with gzip.open(path, "wt") as f:
         json.dump({"traceEvents": events}, f)
     where = profile.by_scope(path, hlo, steps=1)
     ms = {row["scope"]: row["forward_ms"] for row in where["scopes"]}
-    assert ms == pytest.approx({"M/drop": 0.013, profile.OUTSIDE: 0.004})
+    assert ms == pytest.approx({"M/drop": 0.006, "M/ff": 0.008, profile.OUTSIDE: 0.004})
     assert {row["op"]: row["ms"] for row in where["longest_ops"]} == pytest.approx(
-        {"add.3": 0.006, "while.2": 0.004, "copy.4": 0.004, "copy.5": 0.003})
+        {"add.3": 0.006, "call.5": 0.005, "copy.4": 0.004, "copy.6": 0.003})
 
 
 def test_a_fusion_takes_the_scope_of_the_ops_inside_it():

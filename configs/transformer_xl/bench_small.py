@@ -9,8 +9,8 @@ parameters, as `xlpretrain params` prints.
 Command:   xlpretrain bench --config configs/transformer_xl/bench_small.py --steps 30
 Hardware:  2 CPU cores.
 Runtime:   about 30 s (6 s of compilation, 33 steps).
-Expected:  1,300 to 2,400 tokens/s on 2 CPU cores depending on the machine's load (2,381 to 2,403 in
-           a quiet period on 2026-11-22, 1,386 to 1,704 in five runs on 2026-12-02), 1.35 to 1.78 times the
+Expected:  1,250 to 2,400 tokens/s on 2 CPU cores depending on the machine's load (2,381 to 2,403 in
+           a quiet period on 2026-11-22, 1,257 to 1,704 in eight runs on 2026-12-02), 1.35 to 1.78 times the
            official PyTorch code measured beside it (see experiments/README.md).
 """
 

@@ -3,12 +3,14 @@
 The steps run under `jax.profiler.trace`, which writes a trace that TensorBoard's profile plugin,
 XProf or ui.perfetto.dev (the `*.trace.json.gz` file) can show. The trace's events for the step's
 own XLA ops (they name the op in `args.hlo_op`; on a GPU or TPU only those of the device's own
-timeline) count their own time, less that of the op events inside them (a while loop's body), and
-are summed per op and then per scope: the `op_name` path JAX records in each op's metadata, cut to
-its module and named scopes (`TransformerXL/TransformerXL._layers/layer_*/attn`, `optimizer`) with
-layer numbers folded into `*`, and split into forward and backward (ops under `transpose(...)`,
-JAX's reverse pass). A fused op belongs to the scope most of its fused ops come from; an op with
-no scope, or one XLA combined from several, counts under "(no scope)" or their common scope.
+timeline; not loops and conditionals, whose bodies' ops have events of their own) count their own
+time, less that of op events inside them on their thread, and are summed per op and then per
+scope: the `op_name` path JAX records in each op's metadata, cut to its module and named scopes
+(`TransformerXL/TransformerXL._layers/layer_*/attn`, `optimizer`) with layer numbers folded into
+`*`, and split into forward and backward (ops under `transpose(...)`, JAX's reverse pass). A fused
+op belongs to the scope most of its fused ops come from, an op XLA made without an op_name to its
+operand's, one XLA combined from several to their common scope; what has none counts under
+"(no scope)".
 
 On a CPU the ops of one step run on several threads at once, so their times overlap: the shares
 are of the summed op time, not of the wall time. The step is compiled a second time for the trace,
@@ -135,8 +137,7 @@ def trace(run: Callable[[], object], steps: int, directory: str | Path) -> Path:
 
 
 def _own_times(events: list[dict]) -> list[float]:
-    """Each event's duration less those of the events directly inside it on its thread (a while
-    loop's event encloses its body's)."""
+    """Each event's duration less those of the events directly inside it on its thread."""
     own = [event.get("dur", 0.0) for event in events]
     threads = collections.defaultdict(list)
     for i, event in enumerate(events):
@@ -158,6 +159,10 @@ def by_scope(trace_path: str | Path, hlo_text: str, steps: int) -> dict:
     milliseconds, share of all op time), and the ten longest ops."""
     module = re.match(r"HloModule ([\w.\-]+)", hlo_text).group(1)
     scopes = op_scopes(hlo_text)
+    # A loop's or a conditional's event spans its body's ops, which have events of their own, on
+    # whichever threads ran them.
+    for loop in re.findall(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?\s(?:while|conditional)\(", hlo_text, re.M):
+        scopes.pop(loop, None)
     with gzip.open(trace_path) as f:
         events = json.load(f)
     events = events["traceEvents"] if isinstance(events, dict) else events
