@@ -36,6 +36,9 @@ OUTSIDE = "(no scope)"
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = ")
 _COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$")
+# A loop's or a conditional's event spans its body's ops, which have events of their own, on
+# whichever threads ran them.
+_LOOP = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?\s(?:while|conditional)\(", re.M)
 # JAX writes a transformation around the first scope inside it: "transpose(jvp(TransformerXL))".
 _TRANSFORM = re.compile(r"^(?:transpose|jvp|vmap|checkpoint|remat|pjit|shard_map)\((.*)\)$")
 _CONTROL = ("while", "body", "cond", "branch", "scan", "closed_call", "checkpoint", "remat", "rematted_computation")
@@ -71,7 +74,7 @@ def scope_of(op_name: str) -> tuple[str, bool]:
 
 def op_scopes(hlo_text: str) -> dict[str, tuple[str, bool]]:
     """Each instruction of a compiled module's text -> its (scope, backward): its own op_name's, or
-    for a fusion or call the commonest among the ops it calls (nested calls included) that have a
+    for a fusion the commonest among the ops it calls (nested fusions included) that have a
     scope. An op that has neither (one XLA made: a copy, a dot it split off) takes the scope of its
     first operand that has one, or else that of the op whose loop body or callee holds it;
     (OUTSIDE, False) if none has."""
@@ -90,7 +93,7 @@ def op_scopes(hlo_text: str) -> dict[str, tuple[str, bool]]:
             caller.setdefault(called, name)
         if op_name := re.search(r'op_name="([^"]*)"', line):
             own[name] = scope_of(op_name.group(1))
-        if called := re.search(r"\bcalls=%?([\w.\-]+)", line):  # fusions and calls, not a reduction's to_apply
+        if called := re.search(r"\bcalls=%?([\w.\-]+)", line):  # fusions, not a call's or a reduction's to_apply
             calls[name] = called.group(1)
 
     def votes(computation, seen):
@@ -108,6 +111,7 @@ def op_scopes(hlo_text: str) -> dict[str, tuple[str, bool]]:
         scoped = [scope for scope, _ in found.most_common() if scope[0] != OUTSIDE]
         if found:
             scopes[name] = scoped[0] if scoped else found.most_common(1)[0][0]
+
     def inherited(name, computation):
         candidates = [scopes.get(operand, (OUTSIDE, False)) for operand in operands[name]]
         candidates.append(scopes.get(caller.get(computation), (OUTSIDE, False)))
@@ -159,9 +163,7 @@ def by_scope(trace_path: str | Path, hlo_text: str, steps: int) -> dict:
     milliseconds, share of all op time), and the ten longest ops."""
     module = re.match(r"HloModule ([\w.\-]+)", hlo_text).group(1)
     scopes = op_scopes(hlo_text)
-    # A loop's or a conditional's event spans its body's ops, which have events of their own, on
-    # whichever threads ran them.
-    for loop in re.findall(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?\s(?:while|conditional)\(", hlo_text, re.M):
+    for loop in _LOOP.findall(hlo_text):
         scopes.pop(loop, None)
     with gzip.open(trace_path) as f:
         events = json.load(f)
