@@ -208,11 +208,9 @@ def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys, 
     *table, last = capsys.readouterr().out.strip().splitlines()
     result = json.loads(last)
     assert result["tokens_per_sec"] > 0 and result["compile_seconds"] > 0 and result["tokens_per_step"] == 32
-    # 6 N + 6 L K A c: 1 layer attending over 8 memory + 8 segment positions, 2 heads of 16, 3 matmuls.
-    assert result["flops_per_token"] == 6 * result["params"] + 6 * 1 * 16 * 32 * 3
-    # XLA's count of the compiled step adds the softmax, normalisations and the optimizer (per token,
-    # a large share in a model this small) and leaves out the embedding lookup that 6 N counts.
-    assert 0.5 < result["compiled_flops_per_token"] / result["flops_per_token"] < 2
+    # The step's matmuls (tests/test_plan.py checks the count by hand); XLA's count of the compiled
+    # step adds the softmax, normalisations and the optimizer, a large share in a model this small.
+    assert 1 < result["compiled_flops_per_token"] / result["flops_per_token"] < 1.5, result
     assert 0 < result["mfu"] < 1 and result["peak_source"].startswith("measured (2048x2048 matmul, float32)")
     assert result["compiled_bytes_per_device"] > 0 and result["peak_bytes_in_use"] is None  # CPU reports none
     assert any(line.startswith("MFU ") for line in table)
@@ -262,7 +260,11 @@ def test_op_names_become_scopes():
     assert profile.scope_of("jit(step)/transpose(jvp(TransformerXL))/TransformerXL._layers/jvp(TransformerXL)/"
                             "TransformerXL._layers/checkpoint/layer_0/attn/mul") \
         == ("TransformerXL/TransformerXL._layers/layer_*/attn", True)
-    # Inside a scanned layer (model.scan_layers) the path has no jit(step) in front.
+    # A scanned layer (model.scan_layers) is a loop's body, called "closed_call" by jax 0.10 and
+    # "eval_jaxpr" by 0.11; inside it, some ops' paths have no jit(step) in front.
+    for call in ("closed_call", "eval_jaxpr"):
+        assert profile.scope_of(f"jit(step)/jvp(TransformerXL)/TransformerXL._layers/while/body/{call}/layers/layer/"
+                                "attn/dot_general") == ("TransformerXL/TransformerXL._layers/layers/layer/attn", False)
     assert profile.scope_of("layers/layer/norm_ff/mul") == ("layers/layer/norm_ff", False)
     # An all-reduce XLA combined from two gradients: their common scope.
     assert profile.scope_of("jit(step)/(transpose(jvp(TransformerXL.nll))/vocab.nll/reduce_sum:"

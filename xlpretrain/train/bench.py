@@ -5,7 +5,6 @@ what the Transformer-XL memory saves in evaluation."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import time
 
@@ -73,9 +72,6 @@ class _TimedSteps:
 
     def __init__(self, config: ml_collections.ConfigDict, synthetic_data: bool, bar=None):
         self.bar = bar
-        if synthetic_data and "masking" in config and config.masking.mask_id is None:
-            config = copy.deepcopy(config)
-            config.masking.mask_id = 0
         self.exp = exp = Experiment(config, with_data=not synthetic_data)
         config = exp.config
         if synthetic_data:
@@ -139,10 +135,9 @@ def _profile(timed: _TimedSteps, directory: str) -> dict:
 def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = False,
           profile_dir: str | None = None) -> dict:
     """Compiles the train step (timed), runs WARMUP_STEPS, then times `steps` steps one by one;
-    tokens/s is the median. MFU is the model's FLOPs per token (`xlpretrain plan`'s 6 N + attention)
-    times tokens/s over the peak FLOP/s of the devices; `mfu_compiled` counts XLA's FLOPs of the
-    compiled step instead, which differs where 6 N counts weights not multiplied at every token
-    (BERT's and ELECTRA's output softmax scores only the masked positions). With `synthetic_data`,
+    tokens/s is the median. MFU is the model's FLOPs per token (`xlpretrain plan`'s count of the
+    step's matmuls) times tokens/s over the peak FLOP/s of the devices; `mfu_compiled` counts XLA's
+    FLOPs of the compiled step instead, which add the element-wise work. With `synthetic_data`,
     the batches are random tokens in the shapes of the config's (no corpus is read;
     model.vocab_size must be set, and a mask id the data would give is token 0). With `profile_dir`,
     "profile" is where the time of PROFILED_STEPS more steps went (`_profile`)."""
@@ -155,7 +150,7 @@ def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = 
     exp, config = timed.exp, timed.exp.config
     tokens_per_sec = exp.tokens_per_step / median
     n_params = exp.param_count()
-    flops_per_token = plan.model_flops_per_token(config, n_params)
+    flops_per_token = plan.model_flops_per_token(exp)
     compiled_flops = plan.compiled_flops_per_token(timed.step_fn, exp)
     dtype = jnp.dtype(config.model.dtype)
     peak, peak_source = peak_flops(dtype)

@@ -29,8 +29,9 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 class Experiment:
-    """`with_data=False` builds the model side alone (parameter counts, conversion), which needs
-    `model.vocab_size` in the config."""
+    """`with_data=False` builds the model side alone (parameter counts, plans, conversion, steps on
+    random batches), which needs `model.vocab_size` in the config; a mask id the data would give is
+    token 0 there."""
 
     def __init__(self, config: ml_collections.ConfigDict, with_data: bool = True):
         config = copy.deepcopy(config)
@@ -47,6 +48,8 @@ class Experiment:
             config_lib.check_cutoffs(config.model)
         elif config.model.vocab_size is None:
             raise UserError("model.vocab_size is not set; set it, or give the data it is taken from")
+        elif "masking" in config and config.masking.mask_id is None:
+            config.masking.mask_id = 0
         self.config = config
         self._example_sets = {}
         self.mesh = parallel.make_mesh(config.mesh)

@@ -41,7 +41,9 @@ _COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$")
 _LOOP = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?\s(?:while|conditional)\(", re.M)
 # JAX writes a transformation around the first scope inside it: "transpose(jvp(TransformerXL))".
 _TRANSFORM = re.compile(r"^(?:transpose|jvp|vmap|checkpoint|remat|pjit|shard_map)\((.*)\)$")
-_CONTROL = ("while", "body", "cond", "branch", "scan", "closed_call", "checkpoint", "remat", "rematted_computation")
+# A scanned body is a "closed_call" under jax 0.10, an "eval_jaxpr" under 0.11.
+_CONTROL = ("while", "body", "cond", "branch", "scan", "closed_call", "eval_jaxpr", "checkpoint", "remat",
+            "rematted_computation")
 # XLA joins the op_names of ops it combined (a collective over several gradients) as "(a:b)".
 _COMBINED = re.compile(r"^(jit\([^/]*\)/)?\((.*)\)/([^/]*)$")
 
