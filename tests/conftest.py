@@ -1,6 +1,7 @@
 """Shared helpers: the benchmark data beside the repository, and running the `xlpretrain` command."""
 
 import atexit
+import importlib.metadata
 import json
 import os
 import shutil
@@ -14,10 +15,13 @@ import pytest
 # XLA without its LLVM optimisations and with its older elementwise emitter instead of the MLIR
 # fusion emitters: the suite compiles hundreds of small programs and runs few steps of each, and
 # unoptimised code compiles 2 to 4 times faster, the older emitter's about 2 times faster again
-# (a tiny ELECTRA's train step: 5.7 s, 2.6 s without the fusion emitters).
+# (a tiny ELECTRA's train step: 5.7 s, 2.6 s without the fusion emitters). The XLA of jaxlib 0.11
+# has no older emitter, and stops at a flag it does not know.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-                               " --xla_cpu_use_fusion_emitters=false").strip()
+    flags = " --xla_backend_optimization_level=0"
+    if int(importlib.metadata.version("jaxlib").split(".")[1]) < 11:
+        flags += " --xla_cpu_use_fusion_emitters=false"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + flags).strip()
 
 # One JAX compilation cache for this session's processes (this one and every command a test
 # starts), so that the many runs of the same small programs compile each program once. Fresh per

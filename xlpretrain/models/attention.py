@@ -31,6 +31,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from xlpretrain.models.precision import einsum_float32
+
 # Masked scores become this (added to a score, it rounds to itself) rather than -inf, so that a row
 # with no visible key (padding) gives a uniform distribution instead of NaN.
 MASKED = -1e30
@@ -186,7 +188,7 @@ class Attention(nn.Module):
             weights = jnp.exp((scores - jax.lax.stop_gradient(scores).max(axis=-1, keepdims=True)).astype(dtype))
             row_sums = jnp.sum(weights, axis=-1, keepdims=True, dtype=jnp.float32)
             weights = dropout(weights, deterministic=deterministic)
-            attended = jnp.einsum("hbqk,hbke->hbqe", weights, v, preferred_element_type=jnp.float32)
+            attended = einsum_float32("hbqk,hbke->hbqe", weights, v)
             return (attended / row_sums).astype(dtype)
 
         def output(attended, axes):

@@ -27,6 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from xlpretrain.models.precision import einsum_float32
+
 
 @dataclasses.dataclass(frozen=True)
 class Bin:
@@ -130,7 +132,7 @@ class AdaptiveSoftmax(nn.Module):
             weight = jnp.concatenate([weight, self.cluster_weight])
             bias = jnp.concatenate([bias, self.cluster_bias])
         # In the hidden states' dtype, with float32 logits.
-        return jnp.einsum("...e,ve->...v", hidden, weight.astype(hidden.dtype), preferred_element_type=jnp.float32) + bias
+        return einsum_float32("...e,ve->...v", hidden, weight.astype(hidden.dtype)) + bias
 
     def logits(self, hidden):
         """[batch, length, d_proj] -> [batch, length, vocab] scores whose softmax is the model's

@@ -66,7 +66,7 @@ def _residual_bytes(backward, *args) -> list[int]:
     return [v.aval.size * v.aval.dtype.itemsize for v in kept]
 
 
-def _inner_jaxprs(params: dict) -> list:
+def called_jaxprs(params: dict) -> list:
     """The jaxprs an equation calls (a jit, a scan's body, a conditional's branches, a remat, a custom rule)."""
     found = []
     for value in params.values():
@@ -90,7 +90,7 @@ def matmul_flops(jaxpr: jax.extend.core.Jaxpr) -> int:
             lhs = eqn.invars[0].aval.shape
             total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[i] for i in contracted)
             continue
-        inner = [matmul_flops(called) for called in _inner_jaxprs(eqn.params)]
+        inner = [matmul_flops(called) for called in called_jaxprs(eqn.params)]
         if name == "cond":
             total += max(inner)
         elif name == "scan":
