@@ -186,6 +186,7 @@ def test_wandb_enabled_without_the_package_is_a_one_line_error(tmp_path, monkeyp
     config.wandb.enabled = True
     with pytest.raises(UserError, match=r"^wandb.enabled needs the wandb package: pip install 'xlpretrain\[wandb\]'$"):
         MetricsLog(tmp_path, config)
+    assert not (tmp_path / "tensorboard").exists()  # no TensorBoard writer left open behind the error
 
 
 def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterrupted, cache_dir):

@@ -84,9 +84,11 @@ class MetricsLog:
     def __init__(self, workdir: Path, config: ml_collections.ConfigDict, wandb: bool = True):
         self.enabled = jax.process_index() == 0
         self.path = Path(workdir) / METRICS_FILE
-        self.writer = _summary_writer()(str(Path(workdir) / "tensorboard")) if self.enabled else None
         wandb = wandb and config.wandb.enabled and self.enabled
         self.wandb = _wandb_run(Path(workdir), config) if wandb else None
+        # After W&B, whose errors would otherwise leave the writer's thread open until the
+        # interpreter's exit, where it fails (Python 3.12) with a traceback after the error line.
+        self.writer = _summary_writer()(str(Path(workdir) / "tensorboard")) if self.enabled else None
         self.opened, self.earlier_seconds = time.perf_counter(), None
 
     def resume(self, step: int) -> None:
