@@ -78,11 +78,7 @@ def test_bfloat16_computation_follows_float32_with_fewer_activation_bytes(refere
     np.testing.assert_allclose(losses, reference[0], rtol=2e-2)
     # Every matmul of the step takes bfloat16 operands. (The losses cannot show it on a CPU: XLA may
     # compute in float32 what the program rounds to bfloat16, and the XLA of jaxlib 0.11 does.)
-    exp = Experiment(config)
-    state = exp.state_shapes
-    with exp.context():
-        jaxpr = jax.make_jaxpr(exp.gradients)(state.params, exp.batch_shapes("train"), state.memory, state.rng)
-    assert set(_matmul_operand_dtypes(jaxpr.jaxpr)) == {jnp.dtype(jnp.bfloat16)}
+    assert set(_matmul_operand_dtypes(plan.gradient_jaxpr(Experiment(config)))) == {jnp.dtype(jnp.bfloat16)}
     activations = plan.plan(config)["bytes_per_device"]["activations"]
     assert activations < 0.8 * plan.plan(_config(cache_dir))["bytes_per_device"]["activations"]
 

@@ -102,17 +102,21 @@ def matmul_flops(jaxpr: jax.extend.core.Jaxpr) -> int:
     return total
 
 
+def gradient_jaxpr(exp: Experiment) -> jax.extend.core.Jaxpr:
+    """The jaxpr of `exp.gradients` (the step without the optimizer) on a training batch's shapes."""
+    state = exp.state_shapes
+    with exp.context():
+        return jax.make_jaxpr(exp.gradients)(state.params, exp.batch_shapes("train"), state.memory, state.rng).jaxpr
+
+
 def model_flops_per_token(exp: Experiment) -> float:
     """Training FLOPs per token of `exp`'s step: its gradient's matmuls (the module docstring)."""
     counted = copy.deepcopy(exp.config)
     counted.model.remat = "none"
     if counted.model.attention_kernel == "cudnn":
         counted.model.attention_kernel = "xla"
-    plain = Experiment(counted, with_data=False)
-    state = plain.state_shapes
-    with plain.context():
-        jaxpr = jax.make_jaxpr(plain.gradients)(state.params, plain.batch_shapes("train"), state.memory, state.rng)
-    return matmul_flops(jaxpr.jaxpr) / plain.tokens_per_step
+    plain = exp if counted == exp.config else Experiment(counted, with_data=False)
+    return matmul_flops(gradient_jaxpr(plain)) / plain.tokens_per_step
 
 
 def compiled_flops_per_token(compiled, exp: Experiment) -> float | None:
