@@ -57,6 +57,7 @@ def test_overrides_parse_values_and_reject_unknown_keys():
     (["model.cutoffs=[10, 20]", "model.div_val=64", "model.d_model=64", "model.d_head=16"],
      "model.div_val=64 leaves the last of 3 bins with no width"),
     (["model.attention_kernel='flash'"], "model.attention_kernel 'flash' is not one of einsum, xla, cudnn"),
+    (["model.dropout_bits=12"], "model.dropout_bits must be one of 16, 32, got 12"),
     (["model.attention_kernel='xla'"], "model.attention_kernel='xla' has no relative position term; use it with "
                                        "model.positions='absolute'"),
     (["model.attention_kernel='xla'", "model.positions='absolute'", "model.dropatt=0.1"],
@@ -79,10 +80,11 @@ def test_bad_configs_get_one_line_errors(overrides, message):
 
 def test_a_checkpoint_resumes_with_other_compute_settings_but_not_another_model():
     """The signature a workdir's checkpoint is checked against: remat, the attention kernel and the
-    dropout rates may change, the model's shape and the data may not, by dotted key, nested ones too."""
+    dropout rates and masks may change, the model's shape and the data may not, by dotted key, nested ones too."""
     base = config_lib.signature(quickstart())
     assert base == config_lib.signature(config_lib.override(quickstart(), [
-        "model.remat='full'", "model.attention_kernel='xla'", "model.dropout=0.0", "model.dropatt=0.3"]))
+        "model.remat='full'", "model.attention_kernel='xla'", "model.dropout=0.0", "model.dropatt=0.3",
+        "model.dropout_bits=32"]))
     for change, key in ((f"model.n_layer={quickstart().model.n_layer + 1}", "model.n_layer"),
                         ("data.wordpiece.vocab_size=77", "data.wordpiece.vocab_size")):
         other = config_lib.signature(config_lib.override(quickstart(), [change]))

@@ -14,6 +14,7 @@ from transformers import TransfoXLConfig, TransfoXLLMHeadModel
 from hf_oracle import randomize, shapes, state_of
 from xlpretrain.convert.transfo_xl import from_hf_state_dict
 from xlpretrain.models.attention import rel_shift
+from xlpretrain.models.dropout import Dropout, keep_mask
 from xlpretrain.models.positions import relative_distances
 from xlpretrain.models.transformer import Memory, TransformerXL, TransformerXLConfig, attention_mask
 
@@ -154,3 +155,43 @@ def test_recurrence_equals_one_long_call(untie_r):
     no_memory = dataclasses.replace(config, mem_len=0)
     both, _ = logits(no_memory, tokens, Memory.empty(no_memory, 2))
     assert np.max(np.abs(np.asarray(second) - np.asarray(both[:, seg:]))) < 1e-5
+
+
+@pytest.mark.parametrize("bits", [16, 32])
+def test_dropout_keeps_each_element_independently_with_its_stated_probability(bits):
+    """The masks of 2 x 128 x 257 elements (an odd last axis, so the last word is cut short): the
+    kept fraction, and the fraction of pairs kept together that come from the two halves of one
+    word (elements j and j + 129 of a row) and from neighbours, against keep and keep^2, each within
+    5 standard errors; the output's values are 0 and 1 / keep, their mean the input's."""
+    shape = (2, 128, 257)
+    kept, keep = keep_mask(jax.random.key(0), 0.9, shape, bits)
+    kept = np.asarray(kept)
+    assert kept.shape == shape and keep == (round(0.9 * 65536) / 65536 if bits == 16 else 0.9)
+    n = kept.size
+    assert abs(kept.mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / n)
+    stride = -(-shape[-1] // 2)  # with 16 bits, element j's word gives element j + 129 its mask too
+    for a, b in ((kept[..., :-1], kept[..., 1:]), (kept[..., :shape[-1] - stride], kept[..., stride:])):
+        both = (a & b).mean()
+        assert abs(both - keep ** 2) < 5 * np.sqrt(keep ** 2 * (1 - keep ** 2) / a.size), both
+    x = jnp.ones(shape)
+    out = Dropout(0.1, bits).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_allclose(np.unique(np.asarray(out)), [0.0, 1 / keep], rtol=1e-6)
+    assert abs(float(out.mean()) - 1.0) < 5 * np.sqrt((1 / keep - 1) / n)
+
+
+def test_dropout_gradient_is_the_mask_over_keep_and_deterministic_is_the_identity():
+    x = jax.random.normal(jax.random.key(2), (4, 33))
+    rngs = {"dropout": jax.random.key(3)}
+    grad = jax.grad(lambda x: Dropout(0.3).apply({}, x, deterministic=False, rngs=rngs).sum())(x)
+    out = Dropout(0.3).apply({}, x, deterministic=False, rngs=rngs)
+    np.testing.assert_allclose(grad, np.where(np.asarray(out) != 0, 1 / (round(0.7 * 65536) / 65536), 0), rtol=1e-6)
+    assert (Dropout(0.3).apply({}, x, deterministic=True) == x).all()
+    assert (Dropout(0.0).apply({}, x, deterministic=False, rngs=rngs) == x).all()
+
+
+def test_dropout_with_32_bits_is_flax_dropout():
+    x = jax.random.normal(jax.random.key(4), (3, 5, 40))
+    rngs = {"dropout": jax.random.key(5)}
+    ours = Dropout(0.2, bits=32).apply({}, x, deterministic=False, rngs=rngs)
+    flax_dropout = nn.Dropout(0.2).apply({}, x, deterministic=False, rngs=rngs)
+    assert (ours == flax_dropout).all() and (ours == 0).any()

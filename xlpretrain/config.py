@@ -20,6 +20,7 @@ import ml_collections
 
 from xlpretrain.data.corpora import DOCUMENT_FORMATS, NAMED_CORPORA, TFDS_PREFIX, WORD_CORPORA
 from xlpretrain.errors import UserError
+from xlpretrain.models.dropout import BITS
 from xlpretrain.models.transformer import (ACTIVATIONS, ATTENTION_KERNELS, FLAVORS, POSITIONS, REMAT,
                                            TransformerXLConfig)
 
@@ -63,6 +64,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.vocab_size = ml_collections.config_dict.placeholder(int)  # None: taken from the data
     c.model.n_layer, c.model.d_model, c.model.n_head, c.model.d_head, c.model.d_inner = 4, 256, 8, 32, 1024
     c.model.dropout, c.model.dropatt = 0.1, 0.0
+    c.model.dropout_bits = 16      # random bits per dropout mask element: 16 or 32 (models/dropout.py)
     c.model.mem_len = 128
     c.model.clamp_len = -1
     c.model.same_length = False
@@ -403,8 +405,8 @@ def check_cutoffs(model: ml_collections.ConfigDict) -> None:
 
 # Settings a checkpoint does not depend on, which a resumed run may change like the learning rate:
 # how a step is computed (a run trained with model.attention_kernel='cudnn' on GPUs goes on on a CPU
-# with 'xla'), and the dropout rates (the cuDNN kernel needs model.dropatt=0).
-FREE_ON_RESUME = ("model.remat", "model.attention_kernel", "model.dropout", "model.dropatt")
+# with 'xla'), and the dropout rates and masks (the cuDNN kernel needs model.dropatt=0).
+FREE_ON_RESUME = ("model.remat", "model.attention_kernel", "model.dropout", "model.dropatt", "model.dropout_bits")
 
 
 def signature(config: ml_collections.ConfigDict) -> dict:
@@ -492,6 +494,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(model.n_layer > 0 and model.d_inner > 0, "model.n_layer and model.d_inner must be positive")
     for name in ("dropout", "dropatt"):
         _require(0.0 <= model[name] < 1.0, f"model.{name} must be in [0, 1), got {model[name]}")
+    _require(model.dropout_bits in BITS, f"model.dropout_bits must be one of {', '.join(map(str, BITS))}, "
+             f"got {model.dropout_bits}")
     for name, allowed in (("positions", POSITIONS), ("flavor", FLAVORS), ("activation", tuple(ACTIVATIONS)),
                           ("remat", tuple(REMAT)), ("dtype", ("float32", "bfloat16")),
                           ("attention_kernel", ATTENTION_KERNELS)):

@@ -31,6 +31,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from xlpretrain.models.dropout import Dropout
 from xlpretrain.models.precision import einsum_float32
 
 # Masked scores become this (added to a score, it rounds to itself) rather than -inf, so that a row
@@ -89,6 +90,7 @@ class Attention(nn.Module):
     segments: bool = False
     use_bias: bool = False
     kernel: str = "einsum"
+    dropout_bits: int = 16
 
     def _bias(self, name, shape, axes):
         init = nn.with_logical_partitioning(nn.initializers.zeros, axes)
@@ -122,7 +124,7 @@ class Attention(nn.Module):
         if self.segments:
             seg = self.param("seg", nn.with_logical_partitioning(init, ("kv", "heads", "head_dim")),
                              (2, self.n_head, self.d_head))
-        dropout = nn.Dropout(self.dropatt)
+        dropout = Dropout(self.dropatt, self.dropout_bits)
         # The matmuls run in the dtype of the input (bfloat16 under model.dtype="bfloat16"), the
         # softmax's maximum, sums and normalisation in float32.
         dtype = h.dtype

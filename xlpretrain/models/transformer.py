@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from xlpretrain.models.attention import Attention, RelativeTerms
+from xlpretrain.models.dropout import Dropout
 from xlpretrain.models.positions import relative_distances, sinusoid
 from xlpretrain.models.softmax import AdaptiveSoftmax
 
@@ -63,6 +64,7 @@ class TransformerXLConfig:
     d_inner: int
     dropout: float = 0.1
     dropatt: float = 0.0
+    dropout_bits: int = 16     # random bits per dropout mask element: 16 or 32 (models/dropout.py)
     mem_len: int = 0           # memory slots per layer; 0 turns recurrence off
     clamp_len: int = -1        # distances beyond this share one embedding; -1: no clamping
     same_length: bool = False  # every query attends to exactly mem_len keys (used at evaluation)
@@ -202,9 +204,9 @@ class FeedForward(nn.Module):
         h = dense(c.d_inner, c.init_std, ("embed", "mlp"), "inner", c.dtype)(x)
         h = nn.with_logical_constraint(ACTIVATIONS[c.activation](h), ("batch", "length", "mlp"))
         if not c.bert:
-            h = nn.Dropout(c.dropout)(h, deterministic=deterministic)
+            h = Dropout(c.dropout, c.dropout_bits)(h, deterministic=deterministic)
         h = dense(x.shape[-1], c.init_std, ("mlp", "embed"), "outer", c.dtype)(h)
-        return nn.Dropout(c.dropout)(h, deterministic=deterministic)
+        return Dropout(c.dropout, c.dropout_bits)(h, deterministic=deterministic)
 
 
 class Block(nn.Module):
@@ -218,11 +220,12 @@ class Block(nn.Module):
                  g=None, target_mapping=None, g_visible=None):
         c = self.config
         attention = Attention(c.n_head, c.d_head, c.dropatt, c.init_std, relative=c.positions == "relative",
-                              segments=c.xlnet, use_bias=c.bert, kernel=c.attention_kernel, name="attn")
+                              segments=c.xlnet, use_bias=c.bert, kernel=c.attention_kernel,
+                              dropout_bits=c.dropout_bits, name="attn")
         feed_forward = FeedForward(c, name="ff")
         norm_attn = layer_norm(c, "norm_attn")
         norm_ff = layer_norm(c, "norm_ff")
-        drop = nn.Dropout(c.dropout)
+        drop = Dropout(c.dropout, c.dropout_bits)
 
         def attention_input(x):
             return norm_attn(x) if c.pre_lnorm and x is not None else x
@@ -270,7 +273,7 @@ class Embeddings(nn.Module):
                                          (c.n_token_types, c.embed_size))
         if c.bert:
             self.norm = layer_norm(c, "norm")
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout, c.dropout_bits)
 
     def __call__(self, tokens, token_types, deterministic: bool):
         c = self.config
@@ -358,7 +361,7 @@ class TransformerXL(nn.Module):
                                   metadata_params={nn.PARTITION_NAME: "layers"})(c, name="layers")
         else:
             self.layers = [layer_class(c)(c, name=f"layer_{i}") for i in range(c.n_layer)]
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout, c.dropout_bits)
 
     def _biases(self) -> tuple:
         """(r_w_bias, r_r_bias, r_s_bias or None): [n_layer, n_head, d_head] each with untie_r."""
