@@ -13,8 +13,8 @@ Hardware:  2 CPU cores.
 Runtime:   29 min 28 s on 2 CPU cores on 2026-12-02, a busy day for the machine (a median of 1,740
            tokens/s; 26 min 28 s at about 1,800 on 2026-11-22), evaluations included.
 Expected:  valid perplexity 113.66, test 107.96 at step 2,800 (one run, seed 0, 2026-12-02). Earlier
-           runs of the same config gave 112.54 / 107.44 with flax's dropout masks
-           (--config.model.dropout_bits=32) and 112.58 / 107.37 before the attention rewrite.
+           runs of the same config gave 112.54 / 107.44 with flax's dropout masks (those that
+           --config.model.dropout_bits=32 draws) and 112.58 / 107.37 before the attention rewrite.
 """
 
 from pathlib import Path
