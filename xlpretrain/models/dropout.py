@@ -28,8 +28,11 @@ def keep_mask(key: jax.Array, keep: float, shape: tuple[int, ...], bits: int = 1
     threshold = min(max(round(keep * LEVELS), 1), LEVELS - 1)
     *lead, n = shape
     words = jax.random.bits(key, (*lead, -(-n // 2)), jnp.uint32)
-    halves = jnp.concatenate([words & jnp.uint32(LEVELS - 1), words >> 16], axis=-1)[..., :n]
-    return halves < jnp.uint32(threshold), threshold / LEVELS
+    # Each half is compared before the two are joined: XLA keeps the joined mask for the backward
+    # pass, and as booleans it is a quarter of the bytes of the joined 32-bit halves.
+    below = jnp.uint32(threshold)
+    kept = jnp.concatenate([(words & jnp.uint32(LEVELS - 1)) < below, (words >> 16) < below], axis=-1)
+    return kept[..., :n], threshold / LEVELS
 
 
 class Dropout(nn.Module):
