@@ -9,12 +9,13 @@ training split). Evaluated as the official eval.py reads a split (10 columns, ev
 
 Command:   xlpretrain train --config configs/transformer_xl/wt2.py --workdir runs/wt2
 Hardware:  2 CPU cores.
-Runtime:   43 min 2 s on 2 CPU cores (2,188 tokens/s median, evaluations included), 2026-12-01.
+Runtime:   42 min 55 s on 2 CPU cores (2,191 tokens/s median, evaluations included), 2026-12-02.
            --config.model.tail_capacity="(0.25,0.125)" computes the same losses; without it a step
            took 1.26 times as long (`xlpretrain bench --versus`, README). The figures here were
            run without it.
-Expected:  valid perplexity 143.93, test 134.00 at step 5,000 (one run, seed 0; valid 292.3,
-           206.2, 175.9, 149.1 at steps 1,000 to 4,000). Published reference: AWD-LSTM 65.6 test
+Expected:  valid perplexity 146.05, test 136.28 at step 5,000 (one run, seed 0, 16-bit dropout
+           masks; valid 294.5, 208.3, 179.1, 151.3 at steps 1,000 to 4,000); 143.93 / 134.00 on
+           2026-12-01 with flax's masks (model.dropout_bits=32). Published reference: AWD-LSTM 65.6 test
            ppl without fine-tuning (Merity et al. 2017), a 33M-parameter LSTM.
 """
 
