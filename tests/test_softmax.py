@@ -46,7 +46,7 @@ def test_adaptive_distribution_sums_to_one_and_nll_reads_it(kwargs):
     nll = layer.apply(params, hidden, targets, method=AdaptiveSoftmax.nll)
     np.testing.assert_allclose(nll, -np.take_along_axis(np.asarray(log_probs), np.asarray(targets)[..., None], -1)[..., 0],
                                rtol=1e-5, atol=1e-5)
-    # Every word id is embedded from its own bin: equal ids, equal vectors; different bins, different tables.
+    # Every word id gets a non-zero vector of the model's width (test_model.py compares the vectors with HuggingFace's).
     tokens = jnp.arange(VOCAB)[None]
     vectors = layer.apply(params, tokens, method=AdaptiveSoftmax.embed)
     assert vectors.shape == (1, VOCAB, D) and np.all(np.abs(np.asarray(vectors)).sum(-1) > 0)

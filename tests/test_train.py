@@ -146,7 +146,7 @@ def init(**kwargs):
 
 def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(tmp_path, cache_dir):
     """Also Weights & Biases, through a stand-in wandb module: it gets exactly the scalars of
-    metrics.jsonl, and a restarted run a W&B run of its own."""
+    metrics.jsonl, a resumed run goes on in the same W&B run, and a restarted run gets one of its own."""
     (tmp_path / "fake" / "wandb").mkdir(parents=True)
     (tmp_path / "fake" / "wandb" / "__init__.py").write_text(FAKE_WANDB)
     record = tmp_path / "wandb.jsonl"
@@ -159,11 +159,25 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
     assert [call["init"] for call in calls if "init" in call] == [
         {"project": "p", "entity": None, "name": "other", "id": first_id, "resume": "allow", "dir": str(workdir),
          "mode": "offline"}]
-    logged = [(call["step"], call["log"]) for call in calls if "log" in call]
-    assert logged == [(line["step"], {f"{line['split']}/{k}": v for k, v in line.items()
-                                      if k not in ("step", "split") and isinstance(v, (int, float))})
-                      for line in read_lines(workdir)]
+
+    def logged(calls):
+        return [(call["step"], call["log"]) for call in calls if "log" in call]
+
+    def scalars(lines):
+        return [(line["step"], {f"{line['split']}/{k}": v for k, v in line.items()
+                                if k not in ("step", "split") and isinstance(v, (int, float))}) for line in lines]
+
+    assert logged(calls) == scalars(read_lines(workdir))
     assert calls[-1] == {"finish": True}
+
+    # Trained on to step 16, the run resumes at step 12 and logs its new lines to the same W&B run.
+    first_lines = len(read_lines(workdir))
+    run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + wandb + ["--config.train.steps=16"], cache_dir, env=env)
+    resumed = [json.loads(line) for line in record.read_text().splitlines()][len(calls):]
+    new_lines = read_lines(workdir)[first_lines:]
+    assert resumed[0]["init"]["id"] == first_id and resumed[0]["init"]["resume"] == "allow"
+    assert new_lines[0]["step"] > 12 and new_lines[-1]["step"] == 16
+    assert logged(resumed) == scalars(new_lines) and resumed[-1] == {"finish": True}
 
     refused = run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + ["--config.model.n_layer=2"], cache_dir,
                       check=False)
@@ -176,7 +190,7 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
     (previous,) = (workdir / "previous").iterdir()
     assert {"config.json", "metrics.jsonl", "checkpoints", "wandb_run_id"} <= {p.name for p in previous.iterdir()}
     inits = [json.loads(line)["init"] for line in record.read_text().splitlines() if "init" in line]
-    assert len(inits) == 2 and inits[1]["id"] == (workdir / "wandb_run_id").read_text() != first_id
+    assert len(inits) == 3 and inits[2]["id"] == (workdir / "wandb_run_id").read_text() != first_id
 
 
 
@@ -221,8 +235,6 @@ def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys, 
     attention = scopes["TransformerXL/TransformerXL._layers/layer_*/attn"]
     assert attention["forward_ms"] > 0 and attention["backward_ms"] > 0
     assert scopes["optimizer"]["forward_ms"] > 0 and scopes["optimizer"]["backward_ms"] == 0
-    assert sum(row["share"] for row in where["scopes"]) == pytest.approx(1)
-    assert where["op_ms_per_step"] == pytest.approx(sum(row["forward_ms"] + row["backward_ms"] for row in scopes.values()))
     assert Path(where["trace"]).is_relative_to(tmp_path) and Path(where["trace"]).exists()
     assert any(line.startswith("TransformerXL/TransformerXL._layers/layer_*/attn ") for line in table)
     # The official PyTorch code builds the small benchmark model with 5,987,600 parameters.

@@ -145,8 +145,8 @@ def draw(seed: int):
 
 
 def resample(tokens, where, seed):
-    """tokens with every position in `where` replaced by another token."""
-    other = (tokens + np.random.default_rng(seed).integers(1, VOCAB - 3, tokens.shape)) % (VOCAB - 3) + 3
+    """tokens with every position in `where` replaced by another token of ids 3 and up."""
+    other = (tokens - 3 + np.random.default_rng(seed).integers(1, VOCAB - 3, tokens.shape)) % (VOCAB - 3) + 3
     return np.where(where, other, tokens)
 
 

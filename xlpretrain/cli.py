@@ -13,8 +13,8 @@
     xlpretrain data download NAME --dir DIR        (NAME: wt103, wt2, ptb, enwik8, text8, lm1b)
     xlpretrain data prepare NAME --src DIR [--cache DIR] [--config.data.KEY=VALUE ...]   (NAME: a data.corpus)
     xlpretrain sweep  FILE --workdir ROOT [--runner local|ray|print] [--parallel N] [--ray-address ADDR]
-    xlpretrain report ROOT [--metric valid/ppl]
-    xlpretrain plot   ROOT [--metric valid/ppl] [--x step|tokens|seconds] [--out FILE]
+    xlpretrain report ROOT [--metric SPLIT/KEY]      (default valid/loss)
+    xlpretrain plot   ROOT [--metric SPLIT/KEY] [--x step|tokens|seconds] [--out FILE]
 
 `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides any config field; unknown keys are errors.
 train, eval and bench run on several hosts with the same command on each and `--coordinator
@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     prepare = actions.add_parser("prepare", help="tokenize a corpus into the cache and print its sizes")
     prepare.add_argument("name", help="a data.corpus: wt103, wt2, ptb, enwik8, text8, lm1b, text or tfds:NAME")
     prepare.add_argument("--src", required=True, help="the folder holding the corpus (data.dir)")
-    prepare.add_argument("--cache", default="", help="the cache (data.cache_dir; default $XLPRETRAIN_CACHE or ~/.cache)")
+    prepare.add_argument("--cache", default="", help="the cache (data.cache_dir; default $XLPRETRAIN_CACHE or ~/.cache/xlpretrain)")
     sweep = commands.add_parser("sweep", help="run a sweep file's trials (skipping finished ones, resuming the others)")
     sweep.add_argument("file", help="a sweep file, e.g. experiments/sweeps/quickstart_memory.py")
     sweep.add_argument("--workdir", required=True, help="the sweep's root: trial NAME trains in ROOT/NAME")

@@ -135,7 +135,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.train.steps = 10_000
     c.train.lr, c.train.warmup_steps, c.train.min_lr_ratio = 2.5e-4, 0, 0.0
     c.train.clip_norm = 0.25
-    c.train.schedule = "cosine"    # or "linear" (BERT, ELECTRA)
+    c.train.schedule = "cosine"    # or "linear" (BERT, ELECTRA), "linear_after_warmup" (XLNet)
     c.train.weight_decay = 0.0     # > 0: AdamW, not on biases and LayerNorm scales (train/optim.py)
     c.train.adam_b1, c.train.adam_b2, c.train.adam_eps = 0.9, 0.999, 1e-8
     c.train.log_every, c.train.eval_every, c.train.checkpoint_every = 100, 1000, 1000
@@ -151,7 +151,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="xlpretrain", entity="", mode=""))
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-    # Logical axis name -> mesh axes (ARCHITECTURE.md, "Sharding is data").
+    # Logical axis name -> mesh axes (../shared/ARCHITECTURE.md, "Sharding is data").
     c.sharding_rules = (
         ("batch", ("data", "fsdp")),
         ("vocab", "tensor"),
