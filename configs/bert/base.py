@@ -9,12 +9,12 @@ Hardware:  full run: the paper's 16 Cloud TPUs; cpu variant: 2 CPU cores.
 Runtime:   full run: 1M steps of 256 x 128 tokens, 4 days in the paper, not run here.
            cpu variant (4 layers x 256 on WikiText-2 read as documents, WordPiece vocabulary of 8,192
            trained on its train split, 300 steps of 32 x 128 tokens): 7 min 18 s from
-           the command to the test line (WordPiece vocabulary already cached).
+           the command to the test line (WordPiece vocabulary already cached; 2026-12-03).
 Expected:  `params` prints the encoder (108,891,648), the MLM head (622,650), the pooler (590,592)
            and the next-sentence classifier (1,538): encoder + pooler = 109,482,240, HuggingFace's
            BertModel (bert-base-uncased); all four = 110,106,428, BertForPreTraining.
-           cpu variant: masked-LM accuracy 0.094 on valid and 0.095 on test (perplexity 702
-           and 685 over the masked positions); next-sentence accuracy 0.53, still at chance.
+           cpu variant: masked-LM accuracy 0.093 on valid and 0.095 on test (perplexity 702
+           and 684 over the masked positions); next-sentence accuracy 0.53, still at chance.
 """
 
 from xlpretrain.config import bert_encoder, bert_pretraining, cpu_variant, defaults

@@ -12,14 +12,14 @@ Runtime:   full run: the paper gives no Base pretraining recipe (zihangdai/xlnet
            of 512 and permutation settings. Not run here.
            cpu variant (4 layers x 256, 5.5M parameters, SentencePiece 8,000 trained on
            WikiText-2's train split, 300 steps of 16 x 128 pieces with bi_data, 64 reused,
-           memory 96, 21 targets per row): 10 min 53 s from the command to the test line
-           (vocabulary cached; the machine was shared with tests part of the time).
+           memory 96, 21 targets per row): 9 min 27 s from the command to the test line
+           (vocabulary cached; 2026-12-03).
 Expected:  `params` prints 116,750,336 = the transformer 116,718,336 + lm_loss.bias 32,000, the
            count of HuggingFace's XLNetLMHeadModel (xlnet-base-cased config; 116.75M in the
-           reference). cpu variant: PLM loss 6.206 valid (target accuracy 0.077), 6.156 test
-           (0.082); the train split's unigram entropy is 6.38 nats, so 300 steps learn little
-           beyond piece frequencies. With --config.train.steps=1500 (45 min 31 s): valid 4.798
-           (0.265), test 4.728 (0.271).
+           reference). cpu variant: PLM loss 6.104 valid (target accuracy 0.106), 6.052 test
+           (0.109); the train split's unigram entropy is 6.38 nats, so 300 steps learn little
+           beyond piece frequencies. With --config.train.steps=1500 (39 min 31 s): valid 4.670
+           (0.280), test 4.602 (0.285).
 """
 
 from xlpretrain.config import defaults, xlnet_cpu_variant, xlnet_model, xlnet_pretraining
