@@ -40,7 +40,7 @@ def layer_step(module):
     relative = module.RelativeTerms(jnp.asarray(rng.normal(size=(1, keys, D_MODEL)), jnp.float32),
                                     jnp.full((HEADS, D_HEAD), 0.1), jnp.full((HEADS, D_HEAD), -0.1))
     attention = module.Attention(HEADS, D_HEAD, dropatt=0.0, init_std=0.02)
-    params = jax.jit(attention.init)(jax.random.PRNGKey(0), h, memory, visible, True, relative)
+    params = attention.init(jax.random.PRNGKey(0), h, memory, visible, True, relative)
 
     def loss(params, h):
         out, _ = attention.apply(params, h, memory, visible, True, relative)
