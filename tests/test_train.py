@@ -153,12 +153,9 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
     env = {"PYTHONPATH": str(tmp_path / "fake"), "FAKE_WANDB_LOG": str(record)}
     wandb = ["--config.wandb.enabled=True", "--config.wandb.project=p", "--config.wandb.mode=offline"]
     workdir = tmp_path / "other"
-    run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + wandb, cache_dir, env=env)
-    first_id = (workdir / "wandb_run_id").read_text()
-    calls = [json.loads(line) for line in record.read_text().splitlines()]
-    assert [call["init"] for call in calls if "init" in call] == [
-        {"project": "p", "entity": None, "name": "other", "id": first_id, "resume": "allow", "dir": str(workdir),
-         "mode": "offline"}]
+
+    def recorded():
+        return [json.loads(line) for line in record.read_text().splitlines()]
 
     def logged(calls):
         return [(call["step"], call["log"]) for call in calls if "log" in call]
@@ -167,13 +164,19 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
         return [(line["step"], {f"{line['split']}/{k}": v for k, v in line.items()
                                 if k not in ("step", "split") and isinstance(v, (int, float))}) for line in lines]
 
+    run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + wandb, cache_dir, env=env)
+    first_id = (workdir / "wandb_run_id").read_text()
+    calls = recorded()
+    assert [call["init"] for call in calls if "init" in call] == [
+        {"project": "p", "entity": None, "name": "other", "id": first_id, "resume": "allow", "dir": str(workdir),
+         "mode": "offline"}]
     assert logged(calls) == scalars(read_lines(workdir))
     assert calls[-1] == {"finish": True}
 
     # Trained on to step 16, the run resumes at step 12 and logs its new lines to the same W&B run.
     first_lines = len(read_lines(workdir))
     run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + wandb + ["--config.train.steps=16"], cache_dir, env=env)
-    resumed = [json.loads(line) for line in record.read_text().splitlines()][len(calls):]
+    resumed = recorded()[len(calls):]
     new_lines = read_lines(workdir)[first_lines:]
     assert resumed[0]["init"]["id"] == first_id and resumed[0]["init"]["resume"] == "allow"
     assert new_lines[0]["step"] > 12 and new_lines[-1]["step"] == 16
@@ -189,7 +192,7 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
             env=env)
     (previous,) = (workdir / "previous").iterdir()
     assert {"config.json", "metrics.jsonl", "checkpoints", "wandb_run_id"} <= {p.name for p in previous.iterdir()}
-    inits = [json.loads(line)["init"] for line in record.read_text().splitlines() if "init" in line]
+    inits = [call["init"] for call in recorded() if "init" in call]
     assert len(inits) == 3 and inits[2]["id"] == (workdir / "wandb_run_id").read_text() != first_id
 
 
