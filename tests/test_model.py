@@ -93,12 +93,13 @@ def test_parameter_count_matches_official_code():
 
 
 def test_rel_shift_picks_distance_mlen_plus_i_minus_j():
-    """Score [i, k] against distance (k_len-1-k); after the shift, entry [i, j] must hold the score
-    for distance mlen + i - j at every causal (visible) position."""
+    """Score [i, k] against distance (k_len-1-k), down to -1 (the row the layer adds to the causal
+    distances); after the shift, entry [i, j] must hold the score for distance mlen + i - j at every
+    causal (visible) position."""
     q_len, mem_len = 5, 7
     k_len = q_len + mem_len
     query = np.arange(q_len)[:, None]
-    distance_of_column = (k_len - 1 - np.arange(k_len))[None, :]
+    distance_of_column = (k_len - 1 - np.arange(k_len + 1))[None, :]
     raw = 1000 * query + distance_of_column  # encodes (query, distance) in each entry
     shifted = np.asarray(rel_shift(jnp.asarray(raw, jnp.float32)[None, None], k_len))[0, 0]
     for i in range(q_len):
@@ -117,6 +118,26 @@ def test_bidirectional_rel_shift_covers_every_key():
     shifted = np.asarray(rel_shift(jnp.asarray(raw, jnp.float32)[None, None], k_len))[0, 0]
     expected = 1000 * np.arange(q_len)[:, None] + mem_len + np.arange(q_len)[:, None] - np.arange(k_len)[None, :]
     np.testing.assert_array_equal(shifted, expected)
+
+
+@pytest.mark.parametrize("r_len", [13, 16])
+def test_rel_shift_gradient_is_that_of_its_gather(r_len):
+    """rel_shift's own backward (concatenation) against autodiff of the same read written as a
+    gather of the flattened scores at i * (R - 1) + j + Q - 1: causal (R = K + 1) and bidirectional
+    (R = K + Q - 1) lengths, random cotangents."""
+    q_len, k_len = 5, 12
+    rng = np.random.default_rng(0)
+    scores = jnp.asarray(rng.normal(size=(2, 3, q_len, r_len)), jnp.float32)
+    cotangent = jnp.asarray(rng.normal(size=(2, 3, q_len, k_len)), jnp.float32)
+    index = np.arange(q_len)[:, None] * (r_len - 1) + np.arange(k_len)[None, :] + q_len - 1
+
+    def gathered(scores):
+        return scores.reshape(2, 3, -1)[:, :, index]
+
+    out, vjp = jax.vjp(lambda s: rel_shift(s, k_len), scores)
+    expected_out, expected_vjp = jax.vjp(gathered, scores)
+    np.testing.assert_array_equal(out, expected_out)
+    np.testing.assert_array_equal(vjp(cotangent)[0], expected_vjp(cotangent)[0])
 
 
 def test_same_length_mask_sees_exactly_mem_len_keys():
