@@ -14,7 +14,7 @@ from transformers import TransfoXLConfig, TransfoXLLMHeadModel
 from hf_oracle import randomize, shapes, state_of
 from xlpretrain.convert.transfo_xl import from_hf_state_dict
 from xlpretrain.models.attention import rel_shift
-from xlpretrain.models.dropout import Dropout, keep_mask
+from xlpretrain.models.dropout import Dropout, keep_mask, random_words
 from xlpretrain.models.positions import relative_distances
 from xlpretrain.models.transformer import Memory, TransformerXL, TransformerXLConfig, attention_mask
 
@@ -176,6 +176,17 @@ def test_recurrence_equals_one_long_call(untie_r):
     no_memory = dataclasses.replace(config, mem_len=0)
     both, _ = logits(no_memory, tokens, Memory.empty(no_memory, 2))
     assert np.max(np.abs(np.asarray(second) - np.asarray(both[:, seg:]))) < 1e-5
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 7), (2, 128, 129), (4, 1, 6, 5)])
+def test_random_words_are_jax_random_bits_in_one_pass(shape):
+    """The written-out hash gives jax.random.bits's words bit for bit, for typed and raw keys, eager
+    and jitted; jitted, XLA computes it without the loop that jax.random.bits lowers to on a CPU."""
+    for key in (jax.random.key(0), jax.random.PRNGKey(7), jax.random.split(jax.random.key(3))[1]):
+        expected = np.asarray(jax.random.bits(key, shape, jnp.uint32))
+        np.testing.assert_array_equal(random_words(key, shape), expected)
+        np.testing.assert_array_equal(jax.jit(random_words, static_argnums=1)(key, shape), expected)
+    assert " while(" not in jax.jit(random_words, static_argnums=1).lower(jax.random.key(0), shape).compile().as_text()
 
 
 @pytest.mark.parametrize("bits", [16, 32])
