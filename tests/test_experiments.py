@@ -1,6 +1,7 @@
 """The research scripts under experiments/ run against the package as it is."""
 
 import runpy
+import subprocess
 import sys
 
 from conftest import REPO
@@ -12,3 +13,17 @@ def test_attention_versions_times_the_layer_against_itself(monkeypatch, capsys):
     runpy.run_path(str(script), run_name="__main__")
     printed = capsys.readouterr().out
     assert "largest gradient difference 0.00e+00" in printed and "times as long (median over pairs)" in printed
+
+
+def test_step_versions_times_the_step_against_a_commit(monkeypatch, capsys):
+    """A one-layer quickstart's step against the same step at HEAD, extracted from git: with the
+    package as committed (a fresh clone) the two train equal parameters."""
+    script = REPO / "experiments" / "step_versions.py"
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", [str(script), "HEAD", "--config", "configs/quickstart.py", "--steps", "1",
+                                      "--config.model.n_layer=1"])
+    runpy.run_path(str(script), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "HEAD: " in printed and "times as long (median over pairs)" in printed
+    committed = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "xlpretrain"]).returncode == 0
+    assert "largest parameter difference after 4 steps: 0.00e+00" in printed or not committed

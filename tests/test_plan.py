@@ -50,12 +50,14 @@ def test_the_flops_of_a_transformer_xl_step_are_those_worked_out_from_its_shapes
                                  f"model.n_head={H}", f"model.d_head={e}", f"model.d_inner={F}", f"model.mem_len={M}",
                                  f"train.batch_size={B}", f"train.tgt_len={T}", "eval.batch_size=2",
                                  "model.remat='full'"])
-    A, K, R = H * e, M + T, M + T   # attended keys; distances K-1 ... 0
+    # Attended keys; distances K-1 ... -1 (the last a zero row, read only by masked scores, that
+    # makes rel_shift one slice).
+    A, K, R = H * e, M + T, M + T + 1
     # Forward multiply-adds of one layer, and which of them the backward pass repeats twice (the
     # weight's gradient and the input's) or once (the weight's: the memory and the sinusoids need
     # no gradient). The recomputation of remat is not model work.
-    twice = B * T * d * A + B * T * d * 2 * A + 3 * B * T * K * A + B * T * A * d + 2 * B * T * d * F
-    once = B * M * d * 2 * A + R * d * A
+    twice = B * T * d * A + B * T * d * 2 * A + 2 * B * T * K * A + B * T * R * A + B * T * A * d + 2 * B * T * d * F
+    once = B * M * d * 2 * A + (R - 1) * d * A
     model = L * (3 * twice + 2 * once) + 3 * B * T * d * V   # the tied output softmax, every token
     assert plan.model_flops_per_token(Experiment(config, with_data=False)) == 2 * model / (B * T)
 
