@@ -11,9 +11,10 @@ Hardware:  2 CPU cores.
 Runtime:   about 30 s (6 s of compilation, 33 steps).
 Expected:  1,250 to 2,900 tokens/s on 2 CPU cores depending on the machine's load (2,381 to 2,403 in
            a quiet period on 2026-11-22; on 2026-12-02 1,257 to 1,704 in eight runs in the morning
-           and, after the 16-bit dropout masks, 1,952 to 2,880 in the evening), 1.31 to 2.24 times
-           the official PyTorch code measured beside it, a median of 1.97 over ten rounds (see
-           experiments/README.md).
+           and, after the 16-bit dropout masks, 1,952 to 2,880 in the evening; on 2026-12-03, at
+           cd282e6, 1,903 to 2,502 on a slower machine), about 2 times the official PyTorch code
+           measured beside it: a median ratio of 1.97 over ten rounds on 2026-12-02 and of 2.00
+           (1.76 to 2.22) over ten on 2026-12-03 (see experiments/README.md).
 """
 
 from xlpretrain.config import defaults
