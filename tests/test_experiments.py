@@ -27,3 +27,19 @@ def test_step_versions_times_the_step_against_a_commit(monkeypatch, capsys):
     assert "HEAD: " in printed and "times as long (median over pairs)" in printed
     committed = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "xlpretrain"]).returncode == 0
     assert "largest parameter difference after 4 steps: 0.00e+00" in printed or not committed
+
+
+def test_host_overlap_adds_the_host_delay_to_a_synchronous_step(monkeypatch, capsys):
+    """80 quickstart steps with 50 ms of sleep in every batch, the loop waiting on each step: every
+    step takes the delay at least. (The script patches the stream and the loop; monkeypatch puts
+    them back.)"""
+    from xlpretrain.data.stream import OrderedStream
+    from xlpretrain.train import loop
+    monkeypatch.setattr(OrderedStream, "batch_at", OrderedStream.batch_at)
+    monkeypatch.setattr(loop._Window, "add", loop._Window.add)
+    script = REPO / "experiments" / "host_overlap.py"
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", [str(script), "0.05", "sync"])
+    runpy.run_path(str(script), run_name="__main__")
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("host delay 50 ms, sync: ") and float(line.split()[-4]) >= 50, line
