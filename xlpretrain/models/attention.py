@@ -51,6 +51,8 @@ def rel_shift(scores: jnp.ndarray, k_len: int) -> jnp.ndarray:
     with R = K + Q - 1 (distances down to -(Q-1)) every entry is valid.
     """
     *lead, q, r = scores.shape
+    if r <= k_len:
+        raise ValueError(f"rel_shift needs more distances than keys, got {r} for {k_len} keys")
     folded = scores.reshape(*lead, q * r)[..., q - 1:q - 1 + q * (r - 1)].reshape(*lead, q, r - 1)
     return folded[..., :k_len]
 
