@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from xlpretrain.cli import _split_overrides
+from xlpretrain.train import bench
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -64,11 +65,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         old = timed_steps(package_at(args.commit, Path(folder)), args.config, overrides)
         new = timed_steps("xlpretrain", args.config, overrides)
-        versions = (old, new)
-        for _ in range(3):  # untimed
-            for version in versions:
-                version.run()
-        seconds = np.asarray([[version.run() for version in versions] for _ in range(args.steps)])
+        seconds = bench.alternate([old, new], args.steps)
     tokens = [old.exp.tokens_per_step / np.median(seconds[:, i]) for i in range(2)]
     difference = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                      for a, b in zip(jax.tree.leaves(old.state.params), jax.tree.leaves(new.state.params)))

@@ -184,7 +184,9 @@ class Attention(nn.Module):
             k, v = jnp.concatenate([mem_k, k], axis=2), jnp.concatenate([mem_v, v], axis=2)
         if self.relative:
             r = jnp.einsum("nkd,dhe->hnke", relative.pos_emb, w_r)
-            if r.shape[2] == k.shape[2]:  # causal distances: a zero row for distance -1 (see rel_shift)
+            # Causal distances: a zero row for distance -1 (see rel_shift), added here rather than
+            # to relative_distances so that the embeddings' dropout masks stay what they were.
+            if r.shape[2] == k.shape[2]:
                 r = jnp.pad(r, ((0, 0), (0, 0), (0, 1), (0, 0)))
 
         def attend(q, visible):

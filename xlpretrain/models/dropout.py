@@ -42,7 +42,7 @@ def random_words(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     index = sum((jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(stride)
                  for axis, stride in enumerate(strides)), jnp.zeros(shape, jnp.uint32))
     # The index as a 64-bit counter: high word 0, low word the index.
-    x0, x1 = jnp.zeros(shape, jnp.uint32) + ks[0], index + ks[1]
+    x0, x1 = jnp.broadcast_to(ks[0], shape), index + ks[1]
     for block in range(5):
         for rotation in _ROTATIONS[block % 2]:
             x0 = x0 + x1

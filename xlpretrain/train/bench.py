@@ -170,6 +170,15 @@ def bench(config: ml_collections.ConfigDict, steps: int, synthetic_data: bool = 
             "platform": devices[0].platform, "profile": where}
 
 
+def alternate(timed: list, steps: int) -> np.ndarray:
+    """[steps, len(timed)] seconds: WARMUP_STEPS untimed rounds, then `steps` rounds of one step of
+    each of `timed` (steppers with a `run()` that returns a step's seconds) in turn."""
+    for _ in range(WARMUP_STEPS):
+        for t in timed:
+            t.run()
+    return np.asarray([[t.run() for t in timed] for _ in range(steps)])
+
+
 def compare(config: ml_collections.ConfigDict, other: ml_collections.ConfigDict, steps: int,
             synthetic_data: bool = False) -> dict:
     """Times two configs in one process, their steps alternating, so that both see the same load:
@@ -177,10 +186,7 @@ def compare(config: ml_collections.ConfigDict, other: ml_collections.ConfigDict,
     second's (above 1: the second is faster). Both run below their speed under `bench` alone (the
     two programs' buffers take turns in the host's memory and caches); the ratio is the figure."""
     with _stepping([config, other], synthetic_data, 2 * (WARMUP_STEPS + steps), "bench --versus") as timed:
-        for _ in range(WARMUP_STEPS):
-            for t in timed:
-                t.run()
-        pairs = np.asarray([[t.run() for t in timed] for _ in range(steps)])
+        pairs = alternate(timed, steps)
     return {"tokens_per_sec": [t.exp.tokens_per_step / float(np.median(pairs[:, i])) for i, t in enumerate(timed)],
             "time_ratio": float(np.median(pairs[:, 0] / pairs[:, 1])), "steps": steps,
             "synthetic_data": synthetic_data, "platform": jax.devices()[0].platform}
