@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xlpretrain.cli import keep_freed_memory
+
 BATCH, SEGMENT, MEMORY, D_MODEL, HEADS, D_HEAD = 8, 128, 128, 256, 8, 32
 
 
@@ -56,6 +58,7 @@ def main():
     parser.add_argument("second")
     parser.add_argument("--pairs", type=int, default=30)
     args = parser.parse_args()
+    keep_freed_memory()  # as `xlpretrain` does: the steps' temporaries are not faulted in afresh
     steps = [layer_step(load(path, f"attention_version_{i}")) for i, path in enumerate((args.first, args.second))]
     results = [jax.block_until_ready(step(*arguments)) for step, arguments in steps]
     difference = max(float(jnp.abs(a - b).max()) for a, b in zip(*(jax.tree.leaves(r[1]) for r in results)))

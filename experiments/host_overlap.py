@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from xlpretrain import config as config_lib
+from xlpretrain.cli import keep_freed_memory
 from xlpretrain.data.stream import OrderedStream
 from xlpretrain.train import loop
 from xlpretrain.train.experiment import Experiment
@@ -84,6 +85,7 @@ if __name__ == "__main__":
     parser.add_argument("what", help="'batch-times', or the seconds of sleep added to every batch")
     parser.add_argument("sync", nargs="?", choices=["sync"], help="wait on each step's own outputs")
     args = parser.parse_args()
+    keep_freed_memory()  # as `xlpretrain` does: the steps' temporaries are not faulted in afresh
     if args.what == "batch-times":
         batch_times()
     else:

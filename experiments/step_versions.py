@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from xlpretrain.cli import _split_overrides
+from xlpretrain.cli import _split_overrides, keep_freed_memory
 from xlpretrain.train import bench
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -62,6 +62,7 @@ def main():
     rest, overrides = _split_overrides(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    keep_freed_memory()  # as `xlpretrain` does: the steps' temporaries are not faulted in afresh
     with tempfile.TemporaryDirectory() as folder:
         old = timed_steps(package_at(args.commit, Path(folder)), args.config, overrides)
         new = timed_steps("xlpretrain", args.config, overrides)
