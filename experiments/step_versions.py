@@ -2,11 +2,12 @@
 the two compiled programs alternating in one process so that both see the same load (separate runs
 on a shared machine differ by 20% from one to the next).
 
-    python experiments/step_versions.py COMMIT [--config PATH] [--steps 30] [--config.KEY=VALUE ...]
+    python experiments/step_versions.py COMMIT [--config PATH] [--steps 30] [--synthetic] [--config.KEY=VALUE ...]
 
 The commit's `xlpretrain` package is extracted with `git archive` into a temporary folder and
 imported under another name (its imports of itself renamed to match), so that both versions live in
-one process. Both train the config from the same initial state on the same batches. Prints each
+one process. Both train the config from the same initial state on the same batches (`--synthetic`:
+random batches of the config's shapes, as `xlpretrain bench --synthetic` times them). Prints each
 version's median tokens/s, the median over step pairs of this checkout's step time over the commit's
 (below 1: this checkout is faster), and the largest difference between the two versions'
 parameters after the same steps (0 when the change leaves the arithmetic as it was).
@@ -45,11 +46,11 @@ def package_at(commit: str, folder: Path):
     return name
 
 
-def timed_steps(package: str, spec: str, overrides: list[str]):
+def timed_steps(package: str, spec: str, overrides: list[str], synthetic: bool):
     """bench's stepper of `package` for the config at `spec` with `overrides`, compiled."""
     config = importlib.import_module(f"{package}.config")
     bench = importlib.import_module(f"{package}.train.bench")
-    return bench._TimedSteps(config.override(config.load(spec), overrides), synthetic_data=False)
+    return bench._TimedSteps(config.override(config.load(spec), overrides), synthetic_data=synthetic)
 
 
 def main():
@@ -58,14 +59,15 @@ def main():
     parser.add_argument("commit")
     parser.add_argument("--config", default="configs/transformer_xl/bench_small.py")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--synthetic", action="store_true")
     args, rest = parser.parse_known_args()
     rest, overrides = _split_overrides(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     keep_freed_memory()  # as `xlpretrain` does: the steps' temporaries are not faulted in afresh
     with tempfile.TemporaryDirectory() as folder:
-        old = timed_steps(package_at(args.commit, Path(folder)), args.config, overrides)
-        new = timed_steps("xlpretrain", args.config, overrides)
+        old = timed_steps(package_at(args.commit, Path(folder)), args.config, overrides, args.synthetic)
+        new = timed_steps("xlpretrain", args.config, overrides, args.synthetic)
         seconds = bench.alternate([old, new], args.steps)
     tokens = [old.exp.tokens_per_step / np.median(seconds[:, i]) for i in range(2)]
     difference = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
