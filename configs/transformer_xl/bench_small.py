@@ -12,9 +12,10 @@ Runtime:   about 30 s (6 s of compilation, 33 steps).
 Expected:  1,250 to 2,900 tokens/s on 2 CPU cores depending on the machine's load (2,381 to 2,403 in
            a quiet period on 2026-11-22; on 2026-12-02 1,257 to 1,704 in eight runs in the morning
            and, after the 16-bit dropout masks, 1,952 to 2,880 in the evening; on 2026-12-03, at
-           cd282e6, 1,903 to 2,502 on a slower machine), about 2 times the official PyTorch code
-           measured beside it: a median ratio of 1.97 over ten rounds on 2026-12-02 and of 2.00
-           (1.76 to 2.22) over ten on 2026-12-03 (see experiments/README.md).
+           cd282e6, 1,903 to 2,502 on a slower machine, and at f752283 1,806 to 2,401), about 2
+           times the official PyTorch code measured beside it: a median ratio of 1.97 over ten
+           rounds on 2026-12-02, and on 2026-12-03 of 2.00 (1.76 to 2.22) over ten in the morning
+           and of 1.88 (1.56 to 2.14) over ten in the afternoon (see experiments/README.md).
 """
 
 from xlpretrain.config import defaults
