@@ -32,8 +32,8 @@ def test_step_versions_times_the_step_against_a_commit(monkeypatch, capsys, mall
     git: with the package as committed (a fresh clone) the two train equal parameters."""
     script = REPO / "experiments" / "step_versions.py"
     monkeypatch.chdir(REPO)
-    monkeypatch.setattr(sys, "argv", [str(script), "HEAD", "--config", "configs/quickstart.py", "--steps", "1", "--synthetic",
-                                      "--config.model.n_layer=1", "--config.model.vocab_size=1000"])
+    monkeypatch.setattr(sys, "argv", [str(script), "HEAD", "--config", "configs/quickstart.py", "--steps", "1",
+                                      "--synthetic", "--config.model.n_layer=1", "--config.model.vocab_size=1000"])
     runpy.run_path(str(script), run_name="__main__")
     printed = capsys.readouterr().out
     assert "HEAD: " in printed and "times as long (median over pairs)" in printed

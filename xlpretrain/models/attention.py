@@ -185,11 +185,12 @@ class Attention(nn.Module):
         if memory.shape[1]:  # separately, so that no gradient is formed for the memory
             mem_k, mem_v = jnp.einsum("bmd,dthe->thbem", memory, w_kv) + b_kv[:, :, None, :, None]
             k, v = jnp.concatenate([mem_k, k], axis=3), jnp.concatenate([mem_v, v], axis=3)
+        k_len = k.shape[3]
         if self.relative:
             r = jnp.einsum("nkd,dhe->hnke", relative.pos_emb, w_r)
             # Causal distances: a zero row for distance -1 (see rel_shift), added here rather than
             # to relative_distances so that the embeddings' dropout masks stay what they were.
-            if r.shape[2] == k.shape[3]:
+            if r.shape[2] == k_len:
                 r = jnp.pad(r, ((0, 0), (0, 0), (0, 1), (0, 0)))
 
         def attend(q, visible):
@@ -205,7 +206,7 @@ class Attention(nn.Module):
                 rows = (q + scale * relative.r_r_bias[:, None, None]).reshape(
                     n_head, directions, batch // directions * q_len, self.d_head)
                 position = jnp.einsum("hnme,hnke->hnmk", rows, r).reshape(n_head, batch, q_len, -1)
-                scores = scores + rel_shift(position, k.shape[3])
+                scores = scores + rel_shift(position, k_len)
                 if relative.other_segment is not None:
                     same, other = jnp.einsum("hbqe,she->shbq", q + scale * relative.r_s_bias[:, None, None], seg)
                     scores = scores + jnp.where(relative.other_segment[None], other[..., None], same[..., None])
