@@ -253,5 +253,6 @@ def test_resume_from_a_checkpoint_reproduces_the_run(config, extra, small_wikite
     shutil.copytree(full, cut)
     for step in (6, 8):
         shutil.rmtree(cut / "checkpoints" / str(step))
-    run_cli(["train", "--config", config, "--workdir", str(cut)] + args, cache_dir)
+    resumed = run_cli(["train", "--config", config, "--workdir", str(cut)] + args, cache_dir)
+    assert "resuming at step 4" in resumed.stdout
     assert comparable(read_lines(cut)) == comparable(lines)

@@ -5,6 +5,7 @@ import copy
 import gzip
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,18 +207,20 @@ def test_wandb_enabled_without_the_package_is_a_one_line_error(tmp_path, monkeyp
     assert not (tmp_path / "tensorboard").exists()  # no TensorBoard writer left open behind the error
 
 
-def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterrupted, cache_dir):
-    test_line = [line for line in read_lines(uninterrupted) if line["split"] == "test"][0]
-    same = run_cli(["eval", "--workdir", str(uninterrupted), "--split", "test"], cache_dir)
+def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterrupted, cache_dir, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(uninterrupted, workdir)  # eval adds lines to metrics.jsonl; other tests read the fixture's
+    test_line = [line for line in read_lines(workdir) if line["split"] == "test"][0]
+    same = run_cli(["eval", "--workdir", str(workdir), "--split", "test"], cache_dir)
     printed = json.loads(same.stdout.strip().splitlines()[-1])
     assert printed["step"] == test_line["checkpoint_step"]
     assert printed["loss"] == pytest.approx(test_line["loss"], rel=1e-6)
 
-    longer = run_cli(["eval", "--workdir", str(uninterrupted), "--config.eval.mem_len=16",
+    longer = run_cli(["eval", "--workdir", str(workdir), "--config.eval.mem_len=16",
                       "--config.eval.same_length=True"], cache_dir)
     line = json.loads(longer.stdout.strip().splitlines()[-1])
     assert line["eval"]["mem_len"] == 16 and line["eval"]["same_length"] is True
-    assert comparable(read_lines(uninterrupted)[-1:]) == [line]
+    assert comparable(read_lines(workdir)[-1:]) == [line]
 
 
 def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys, tmp_path):
