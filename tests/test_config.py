@@ -122,6 +122,15 @@ def test_command_line_errors_are_one_line_without_traceback(tmp_path, cache_dir)
         "xlpretrain: error: train.batch_size=4 is not divisible by the 3 devices the batch is split over; "
         "use a multiple of 3"]
 
+    # A split too short for the evaluation's batch stops the run before its first step, not after training.
+    short = run_cli(["train", "--config", "configs/quickstart.py", "--workdir", str(tmp_path / "c"), *TINY,
+                     "--config.eval.batch_size=1000"], cache_dir, check=False)
+    assert short.returncode == 2
+    assert short.stderr.strip().splitlines()[-1] == (
+        "xlpretrain: error: the valid split (2000 tokens) is too short for 1000 columns of 9 tokens; use a smaller "
+        "batch size or segment length")
+    assert not (tmp_path / "c" / "metrics.jsonl").exists() or not (tmp_path / "c" / "metrics.jsonl").read_text()
+
     # wt103_base's 267,735 words cannot be split in two along the vocabulary.
     unsplittable = run_cli(["params", "--config", "configs/transformer_xl/wt103_base.py", "--config.mesh.data=1",
                             "--config.mesh.tensor=2", "--config.train.batch_size=2", "--config.eval.batch_size=2"],

@@ -26,6 +26,8 @@ from xlpretrain.data.stream import OrderedStream
 from xlpretrain.data.xlnet import XLNetStream
 from xlpretrain.errors import UserError
 from xlpretrain.train import bench, profile
+from xlpretrain.train.checkpoint import Checkpoints
+from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
 from xlpretrain.train.logging import MetricsLog
 
 pytestmark = pytest.mark.slow
@@ -112,6 +114,26 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(uninterrupted, tm
     assert comparable(read_lines(workdir)) == comparable(read_lines(uninterrupted))
 
 
+def test_train_starts_from_the_weights_of_a_step_0_checkpoint(tmp_path, cache_dir, monkeypatch):
+    """`convert import` leaves a step-0 checkpoint for `train` to continue from. Here its weights are
+    all zero, so the model predicts the uniform distribution: the first step's loss is log(vocab)."""
+    monkeypatch.setenv("XLPRETRAIN_CACHE", str(cache_dir))
+    exp = Experiment(config_lib.override(config_lib.load("configs/quickstart.py"), [a[9:] for a in TINY]))
+    workdir = tmp_path / "imported"
+    workdir.mkdir()
+    (workdir / CONFIG_FILE).write_text(config_lib.to_json(exp.config))
+    with exp.context():
+        state = exp.init_state()
+        checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, 2)
+        checkpoints.save(state.replace(params=jax.tree.map(jnp.zeros_like, state.params)), None)
+        checkpoints.close()
+    run = run_cli(["train", "--config", "configs/quickstart.py", "--workdir", str(workdir)] + TINY, cache_dir)
+    assert "resuming at step 0" in run.stdout
+    first = read_lines(workdir)[0]
+    assert first["step"] == 1 and first["split"] == "train"
+    assert first["loss"] == pytest.approx(np.log(exp.config.model.vocab_size), rel=1e-6)
+
+
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, cache_dir):
     workdir = tmp_path / "diverged"
     run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + ["--config.train.steps=8"], cache_dir)
@@ -182,6 +204,11 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
     assert resumed[0]["init"]["id"] == first_id and resumed[0]["init"]["resume"] == "allow"
     assert new_lines[0]["step"] > 12 and new_lines[-1]["step"] == 16
     assert logged(resumed) == scalars(new_lines) and resumed[-1] == {"finish": True}
+
+    short = run_cli(TRAIN + ["--workdir", str(workdir)] + TINY, cache_dir, check=False)
+    assert short.returncode == 2 and short.stderr.strip().splitlines()[-1] == (
+        f"xlpretrain: error: workdir {workdir} holds a checkpoint of step 16, past train.steps=12; raise "
+        f"train.steps, pass --restart or choose another --workdir")
 
     refused = run_cli(TRAIN + ["--workdir", str(workdir)] + TINY + ["--config.model.n_layer=2"], cache_dir,
                       check=False)

@@ -50,7 +50,8 @@ class Checkpoints:
 
     def best_step(self) -> int | None:
         """The step with the lowest valid loss, or the latest step when none has one."""
-        return self.manager.best_step()
+        best = self.manager.best_step()
+        return self.latest_step() if best is None else best
 
     def save(self, state: TrainState, valid_loss: float | None) -> None:
         step = int(state.step)

@@ -89,7 +89,7 @@ def evaluate_workdir(workdir: str | Path, split: str, step: int | None, override
     try:
         step = checkpoints.best_step() if step is None else step
         if step is None or step not in checkpoints.all_steps():
-            raise UserError(f"no checkpoint {'at step ' + str(step) + ' ' if step else ''}in {workdir / CHECKPOINT_DIR}; "
+            raise UserError(f"no checkpoint {'' if step is None else f'at step {step} '}in {workdir / CHECKPOINT_DIR}; "
                             f"steps available: {checkpoints.all_steps()}")
         with exp.context():
             params = checkpoints.restore_params(step, exp.state_shapes.params, exp.state_shardings.params)

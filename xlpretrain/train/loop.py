@@ -62,10 +62,14 @@ class _Preemption:
 
 def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: bool) -> None:
     """Refuses a workdir whose checkpoints belong to another model or data, unless `restart`, which
-    moves everything the old run wrote into `previous/<time>/` instead of deleting it."""
+    moves everything the old run wrote into `previous/<time>/` instead of deleting it; refuses a
+    train.steps below the latest checkpoint, whose test line would name the wrong step."""
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir} is a file; pass a directory (it is created if missing)")
     workdir.mkdir(parents=True, exist_ok=True)
     saved = workdir / CONFIG_FILE
-    has_checkpoint = any((workdir / CHECKPOINT_DIR).glob("[0-9]*"))
+    steps = [int(path.name) for path in (workdir / CHECKPOINT_DIR).glob("[0-9]*") if path.name.isdigit()]
+    has_checkpoint = bool(steps)
     if saved.is_file() and has_checkpoint and not restart:
         old, new = config_lib.signature(config_lib.from_json(saved.read_text())), config_lib.signature(config)
         if old != new:
@@ -74,6 +78,9 @@ def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: b
             raise UserError(f"workdir {workdir} holds a checkpoint of a different model or data ({diff[:200]}); "
                             f"pass --restart to start over (the old run is kept in {workdir}/previous/) "
                             f"or choose another --workdir")
+    if has_checkpoint and not restart and max(steps) > config.train.steps:
+        raise UserError(f"workdir {workdir} holds a checkpoint of step {max(steps)}, past train.steps="
+                        f"{config.train.steps}; raise train.steps, pass --restart or choose another --workdir")
     if restart:
         previous = workdir / "previous" / time.strftime("%Y%m%d-%H%M%S")
         for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard", WANDB_ID_FILE):
@@ -108,8 +115,8 @@ class _Window:
             loss = float(metrics["loss"])
             if not math.isfinite(loss):
                 last = self.checkpoints.latest_step()
-                kept = (f"the last good checkpoint is step {last} in {self.workdir / CHECKPOINT_DIR}" if last
-                        else "no checkpoint was written before it")
+                kept = ("no checkpoint was written before it" if last is None
+                        else f"the last good checkpoint is step {last} in {self.workdir / CHECKPOINT_DIR}")
                 raise Diverged(f"the loss became {loss} at step {step}; training stopped and {kept}; "
                                f"lower train.lr or raise train.warmup_steps, then resume")
             pairs = jax.tree.map(np.float64, metrics["objective"])
@@ -151,17 +158,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restart: bool 
 
 def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Path) -> dict:
     train_cfg = exp.config.train
-    start = checkpoints.latest_step() or 0
+    latest = checkpoints.latest_step()  # 0 after `convert import`, whose weights the run starts from
+    start = latest or 0
     log.resume(start)
     finished = final_test_line(workdir, train_cfg.steps)
     if start >= train_cfg.steps and finished:
         announce(f"xlpretrain: the run in {workdir} is complete at step {start}; raise train.steps to go on")
         return finished
-    state = checkpoints.restore(start, exp.state_shapes, exp.state_shardings) if start else exp.init_state()
+    state = exp.init_state() if latest is None else checkpoints.restore(latest, exp.state_shapes, exp.state_shardings)
     stream, evaluator, step_fn = exp.stream("train"), Evaluator(exp), exp.train_step()
+    for split in ("valid", "test"):  # a split too short for eval.batch_size fails here, not after training
+        exp.stream(split, "eval")
     schedule = optim.learning_rate(train_cfg)
     announce(f"xlpretrain: {exp.param_count():,} parameters, {stream.summary()}, "
-             f"{'resuming at step ' + str(start) if start else 'starting'} in {workdir}")
+             f"{'starting' if latest is None else f'resuming at step {latest}'} in {workdir}")
     if jax.process_count() > 1:
         part, parts = parallel.process_rows(exp.batch_sharding, train_cfg.batch_size)
         print(f"xlpretrain: process {jax.process_index()} of {jax.process_count()} reads part {part} of {parts} "
