@@ -131,6 +131,13 @@ def test_command_line_errors_are_one_line_without_traceback(tmp_path, cache_dir)
         "batch size or segment length")
     assert not (tmp_path / "c" / "metrics.jsonl").exists() or not (tmp_path / "c" / "metrics.jsonl").read_text()
 
+    (tmp_path / "file").write_text("")
+    on_a_file = run_cli(["train", "--config", "configs/quickstart.py", "--workdir", str(tmp_path / "file")], cache_dir,
+                        check=False)
+    assert on_a_file.returncode == 2
+    assert on_a_file.stderr.strip().splitlines() == [
+        f"xlpretrain: error: --workdir {tmp_path / 'file'} is a file; pass a directory (it is created if missing)"]
+
     # wt103_base's 267,735 words cannot be split in two along the vocabulary.
     unsplittable = run_cli(["params", "--config", "configs/transformer_xl/wt103_base.py", "--config.mesh.data=1",
                             "--config.mesh.tensor=2", "--config.train.batch_size=2", "--config.eval.batch_size=2"],

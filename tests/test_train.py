@@ -116,7 +116,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(uninterrupted, tm
 
 def test_train_starts_from_the_weights_of_a_step_0_checkpoint(tmp_path, cache_dir, monkeypatch):
     """`convert import` leaves a step-0 checkpoint for `train` to continue from. Here its weights are
-    all zero, so the model predicts the uniform distribution: the first step's loss is log(vocab)."""
+    all zero, so the model predicts the uniform distribution: `eval` and the first step give log(vocab)."""
     monkeypatch.setenv("XLPRETRAIN_CACHE", str(cache_dir))
     exp = Experiment(config_lib.override(config_lib.load("configs/quickstart.py"), [a[9:] for a in TINY]))
     workdir = tmp_path / "imported"
@@ -127,11 +127,15 @@ def test_train_starts_from_the_weights_of_a_step_0_checkpoint(tmp_path, cache_di
         checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, 2)
         checkpoints.save(state.replace(params=jax.tree.map(jnp.zeros_like, state.params)), None)
         checkpoints.close()
+    uniform = np.log(exp.config.model.vocab_size)
+    # With no valid loss recorded yet, `eval` takes the latest checkpoint.
+    evaluated = json.loads(run_cli(["eval", "--workdir", str(workdir)], cache_dir).stdout.strip().splitlines()[-1])
+    assert evaluated["step"] == 0 and evaluated["loss"] == pytest.approx(uniform, rel=1e-6)
     run = run_cli(["train", "--config", "configs/quickstart.py", "--workdir", str(workdir)] + TINY, cache_dir)
     assert "resuming at step 0" in run.stdout
-    first = read_lines(workdir)[0]
-    assert first["step"] == 1 and first["split"] == "train"
-    assert first["loss"] == pytest.approx(np.log(exp.config.model.vocab_size), rel=1e-6)
+    first = [line for line in read_lines(workdir) if line["split"] == "train"][0]
+    assert first["step"] == 1
+    assert first["loss"] == pytest.approx(uniform, rel=1e-6)
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, cache_dir):
