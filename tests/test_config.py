@@ -70,6 +70,10 @@ def test_overrides_parse_values_and_reject_unknown_keys():
     (["model.attention_kernel='cudnn'", "model.positions='absolute'", "model.dropatt=0.0", "model.dtype='bfloat16'",
       "train.tgt_len=31", "model.max_positions=512"],
      "model.attention_kernel='cudnn' trains with a padding mask only on even lengths; train.tgt_len is 31"),
+    (["model.causal=False"], "objective 'ar' predicts each next token, which it must not see; set model.causal=True"),
+    (["model.reuse_len=4"], "model.reuse_len, model.bi_data and model.flavor='xlnet' are XLNet's"),
+    (["model.bi_data=True"], "objective 'ar' needs model.reuse_len=0, model.bi_data=False"),
+    (["model.n_token_types=2"], "objective 'ar' feeds no segment ids; set model.n_token_types=0, got 2"),
 ])
 def test_bad_configs_get_one_line_errors(overrides, message):
     config = config_lib.override(quickstart(), overrides)
@@ -98,9 +102,28 @@ def test_a_checkpoint_resumes_with_other_compute_settings_but_not_another_model(
     (["train.batch_size=15"], "train.batch_size=15 must be even"),
     (["data.tokenizer='wordpiece'"], "set data.tokenizer='sentencepiece'"),
     (["model.flavor='bert'"], "set model.flavor='xlnet'"),
+    (["train.batch_size=6", "train.micro_batches=2"],
+     "train.batch_size=6 must be even in each of train.micro_batches=2"),
+    (["eval.same_length=True"], "eval.same_length is for causal attention"),
+    (["model.n_token_types=2"], "feeds segment ids 0 to 2; model.n_token_types must be 0 .none. or at least 3"),
 ])
 def test_bad_xlnet_configs_get_one_line_errors(overrides, message):
     config = config_lib.override(config_lib.load(str(REPO / "configs" / "xlnet" / "base.py") + ":cpu"), overrides)
+    with pytest.raises(UserError, match=message):
+        config_lib.validate(config)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["rtd.generator_layers=0.01"], "rtd.generator_layers=0.01 of 4 layers rounds to no layer"),
+    (["rtd.generator_size=0.001"], "the generator's width, model.d_model x rtd.generator_size = 0, must be a positive"),
+    (["rtd.generator_size=0.7"], "= 179, must be a positive multiple of its 2 heads"),
+    (["data.examples.next_sentence=True"], "objective 'rtd' has no next-sentence loss"),
+    (["model.n_token_types=1"], "objective 'rtd' feeds segment ids 0 to 1; model.n_token_types must be 0 .none. or "
+                                "at least 2, got 1"),
+])
+def test_bad_electra_configs_get_one_line_errors(overrides, message):
+    config = config_lib.override(config_lib.load(str(REPO / "configs" / "electra" / "small.py") + ":cpu"), overrides)
+    config_lib.validate(config_lib.load(str(REPO / "configs" / "electra" / "small.py") + ":cpu"))
     with pytest.raises(UserError, match=message):
         config_lib.validate(config)
 

@@ -442,10 +442,28 @@ def _validate_plm(config: ml_collections.ConfigDict) -> None:
         _require(0 < predict and predict - predict // 2 <= first and predict // 2 <= second,
                  f"{predict} targets per sequence do not fit the halves of {where}.tgt_len={length}; "
                  f"set plm.num_predict (or plm.partial_k) so that about half fit in each")
-        _require(not model.bi_data or batch % 2 == 0,
-                 f"model.bi_data reverses half of the batch; {where}.batch_size={batch} must be even")
+        rows = batch // config.train.micro_batches if where == "train" else batch
+        _require(not model.bi_data or rows % 2 == 0,
+                 f"model.bi_data reverses half of each batch; {where}.batch_size={batch} must be even"
+                 + (f" in each of train.micro_batches={config.train.micro_batches}" if rows != batch else ""))
     _require(plm.mask_alpha >= plm.mask_beta > 0 and plm.max_span >= 1 and plm.partial_k >= 0,
              "plm.mask_alpha >= plm.mask_beta > 0, plm.max_span >= 1 and plm.partial_k >= 0 are needed")
+
+
+def _validate_rtd(config: ml_collections.ConfigDict) -> None:
+    rtd, model = config.rtd, config.model
+    _require(0.0 < rtd.generator_size <= 1.0 and 0.0 < rtd.generator_layers <= 1.0,
+             "rtd.generator_size and rtd.generator_layers must be fractions in (0, 1]")
+    _require(rtd.temperature > 0, f"rtd.temperature must be positive, got {rtd.temperature}")
+    width, layers = round(model.d_model * rtd.generator_size), round(model.n_layer * rtd.generator_layers)
+    _require(layers >= 1, f"rtd.generator_layers={rtd.generator_layers} of {model.n_layer} layers rounds to no "
+                          f"layer; raise it")
+    heads = max(1, width // 64)  # ELECTRA's generator: one head per 64 dimensions
+    _require(width >= 1 and width % heads == 0,
+             f"the generator's width, model.d_model x rtd.generator_size = {width}, must be a positive multiple of "
+             f"its {heads} heads (one per 64), as BERT's attention requires; change rtd.generator_size")
+    _require(not config.data.examples.next_sentence,
+             "objective 'rtd' has no next-sentence loss; set data.examples.next_sentence=False")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -534,13 +552,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  f"masking.max_predictions must be in [1, train.tgt_len], got {masking.max_predictions}")
         _require(masking.mask_frac >= 0 and masking.random_frac >= 0 and masking.mask_frac + masking.random_frac <= 1,
                  "masking.mask_frac and masking.random_frac must be >= 0 with a sum <= 1")
+    if config.objective != "plm":
+        _require(model.reuse_len == 0 and not model.bi_data and model.flavor != "xlnet",
+                 f"model.reuse_len, model.bi_data and model.flavor='xlnet' are XLNet's, for objective 'plm'; "
+                 f"objective {config.objective!r} needs model.reuse_len=0, model.bi_data=False and another flavor")
+    if config.objective == "ar":
+        _require(model.causal, "objective 'ar' predicts each next token, which it must not see; set model.causal=True")
+    types = {"stream": 0, "examples": 2, "xlnet": 3}[REGISTRY[config.objective].data]  # segment ids in the batches
+    _require(model.n_token_types == 0 or (types and model.n_token_types >= types),
+             f"objective {config.objective!r} feeds " + (f"segment ids 0 to {types - 1}; model.n_token_types must "
+                                                         f"be 0 (none) or at least {types}" if types else
+                                                         "no segment ids; set model.n_token_types=0")
+             + f", got {model.n_token_types}")
     if config.objective == "plm":
         _validate_plm(config)
     if config.objective == "rtd":
-        rtd = config.rtd
-        _require(0.0 < rtd.generator_size <= 1.0 and 0.0 < rtd.generator_layers <= 1.0,
-                 "rtd.generator_size and rtd.generator_layers must be fractions in (0, 1]")
-        _require(rtd.temperature > 0, f"rtd.temperature must be positive, got {rtd.temperature}")
+        _validate_rtd(config)
 
     for where in ("model", "eval"):
         section = config[where]
@@ -550,6 +577,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  f"{where}.clamp_len must be -1 (no clamping) or positive, got {section.clamp_len}")
         _require(not section.same_length or section.mem_len > 0,
                  f"{where}.same_length needs {where}.mem_len > 0 (each query sees exactly mem_len keys)")
+        _require(not section.same_length or model.causal,
+                 f"{where}.same_length is for causal attention (each query sees the mem_len keys before it); "
+                 f"set {where}.same_length=False")
 
     for where in ("train", "eval"):
         section = config[where]
