@@ -52,6 +52,20 @@ from xlpretrain.cli import main
 main(sys.argv[1:])
 """
 
+# Sends the run a SIGTERM during step 6, between the log lines of steps 4 and 8 (log_every=4).
+PREEMPT_AT_6 = """
+import os, signal, sys
+from xlpretrain.train import loop
+add = loop._Window.add
+def add_then_stop(self, step, metrics):
+    add(self, step, metrics)
+    if step == 6:
+        os.kill(os.getpid(), signal.SIGTERM)
+loop._Window.add = add_then_stop
+from xlpretrain.cli import main
+main(sys.argv[1:])
+"""
+
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, cache_dir):
@@ -99,6 +113,24 @@ def test_resume_after_sigkill_logs_identical_losses(uninterrupted, tmp_path, cac
     assert comparable(read_lines(workdir)) == comparable(read_lines(uninterrupted))
     seconds = [line["seconds"] for line in read_lines(workdir)]
     assert seconds == sorted(seconds), "the wall time goes on from the lines kept at the resume"
+
+
+def test_a_sigterm_between_log_lines_resumes_to_the_same_lines(tmp_path, cache_dir):
+    """A SIGTERM comes when it comes: stopped after step 6 of windows of 4 steps, the resumed run's
+    line of step 8 still pools steps 5 to 8, as the uninterrupted run's does."""
+    every_4 = TINY + ["--config.train.log_every=4"]
+    reference = tmp_path / "reference"
+    run_cli(TRAIN + ["--workdir", str(reference)] + every_4, cache_dir)
+    workdir = tmp_path / "stopped"
+    stopped = run_cli(["--workdir", str(workdir)] + TRAIN[1:] + every_4, cache_dir, check=False,
+                      python=[sys.executable, "-c", PREEMPT_AT_6, "train"])
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    assert "stopped by SIGTERM after step 6" in stopped.stderr
+    assert [line["step"] for line in read_lines(workdir)] == [4, 4]  # train and valid lines of step 4
+
+    resumed = run_cli(TRAIN + ["--workdir", str(workdir)] + every_4, cache_dir)
+    assert "resuming at step 6" in resumed.stdout
+    assert comparable(read_lines(workdir)) == comparable(read_lines(reference))
 
 
 def test_kill_during_a_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path, cache_dir):

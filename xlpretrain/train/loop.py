@@ -32,6 +32,9 @@ from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
 from xlpretrain.train.logging import METRICS_FILE, WANDB_ID_FILE, MetricsLog, announce, final_test_line, progress
 
 
+PARTIAL_WINDOW_FILE = "partial_window.json"
+
+
 class Diverged(UserError):
     pass
 
@@ -83,7 +86,7 @@ def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: b
                         f"{config.train.steps}; raise train.steps, pass --restart or choose another --workdir")
     if restart:
         previous = workdir / "previous" / time.strftime("%Y%m%d-%H%M%S")
-        for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard", WANDB_ID_FILE):
+        for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, "tensorboard", WANDB_ID_FILE, PARTIAL_WINDOW_FILE):
             if (workdir / name).exists():
                 previous.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(workdir / name), str(previous / name))
@@ -92,13 +95,29 @@ def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: b
 class _Window:
     """The train metrics of the steps since the last log line. Values stay on the device until a
     line is written or a checkpoint is about to be saved; both first check every loss is finite.
-    A line reports the objective's summary of the window's pooled (sum, weight) metrics."""
+    A line reports the objective's summary of the window's pooled (sum, weight) metrics. A SIGTERM
+    between two lines leaves the window's pool in PARTIAL_WINDOW_FILE, so that the resumed run's
+    next line pools the same steps as an uninterrupted run's."""
 
     def __init__(self, tokens_per_step: int, objective, checkpoints: Checkpoints, workdir: Path):
         self.tokens_per_step, self.objective = tokens_per_step, objective
         self.checkpoints, self.workdir = checkpoints, workdir
-        self.pending, self.totals, self.norms = [], None, []
+        self.pending, self.totals, self.norms, self.carried = [], None, [], None
         self.restart_clock()
+
+    def save_partial(self, step: int) -> None:
+        """Writes the pool of the steps since the last line, which `step` ends."""
+        self.check()
+        leaves = None if self.totals is None else [float(x) for x in jax.tree.leaves(self.totals)]
+        (self.workdir / PARTIAL_WINDOW_FILE).write_text(json.dumps({"step": step, "totals": leaves,
+                                                                    "norms": self.norms}))
+
+    def resume(self, step: int) -> None:
+        """Takes up the pool save_partial wrote at `step`, if it did."""
+        path = self.workdir / PARTIAL_WINDOW_FILE
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        if saved.get("step") == step:
+            self.carried, self.norms = saved["totals"], saved["norms"]
 
     def restart_clock(self) -> None:
         self.start, self.steps = time.perf_counter(), 0
@@ -120,6 +139,9 @@ class _Window:
                 raise Diverged(f"the loss became {loss} at step {step}; training stopped and {kept}; "
                                f"lower train.lr or raise train.warmup_steps, then resume")
             pairs = jax.tree.map(np.float64, metrics["objective"])
+            if self.carried is not None:  # float64 through JSON unchanged: the same sums as without the stop
+                self.totals = jax.tree.unflatten(jax.tree.structure(pairs), map(np.float64, self.carried))
+                self.carried = None
             self.totals = pairs if self.totals is None else jax.tree.map(np.add, self.totals, pairs)
             self.norms.append(float(metrics["grad_norm"]))
         self.pending = []
@@ -178,6 +200,7 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
               f"of each batch", flush=True)
 
     window = _Window(exp.tokens_per_step, exp.objective, checkpoints, workdir)
+    window.resume(start)
     bar, preemption = progress(train_cfg.steps, start, "train"), _Preemption()
     try:
         for step in range(start, train_cfg.steps):
@@ -205,6 +228,8 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
             if logged:  # the next window's throughput excludes evaluation and checkpointing
                 window.restart_clock()
             if preemption.reached(done) and not at_end:
+                if jax.process_index() == 0:
+                    window.save_partial(done)
                 window.check()
                 if checkpoints.latest_step() != done:
                     checkpoints.save(state, valid_loss)
