@@ -36,6 +36,22 @@ def test_overrides_parse_values_and_reject_unknown_keys():
         config_lib.override(quickstart(), ["model.n_layer=deep"])
     with pytest.raises(UserError, match="must look like --config.KEY=VALUE"):
         config_lib.override(quickstart(), ["model.n_layer"])
+    with pytest.raises(UserError, match="^--config.train.steps=None: expected a value of type int, not None$"):
+        config_lib.override(quickstart(), ["train.steps=None"])
+    with pytest.raises(UserError, match="^--config.model.vocab_size=abc: expected a value of type int$"):
+        config_lib.override(quickstart(), ["model.vocab_size=abc"])  # a placeholder, None until the data fills it
+
+
+def test_config_files_are_checked_like_overrides(tmp_path):
+    """A key a config file misspells is an error, as it is on the command line; so is an argument to a
+    config file whose get_config takes none."""
+    path = tmp_path / "typo.py"
+    path.write_text("from xlpretrain.config import defaults\n\n\ndef get_config():\n    config = defaults()\n"
+                    "    config.train.stpes = 3\n    return config\n")
+    with pytest.raises(UserError, match=r"^unknown config key 'train.stpes' \(did you mean train.steps\?\)$"):
+        config_lib.validate(config_lib.load(str(path)))
+    with pytest.raises(UserError, match="^config file .*/configs/quickstart.py takes no argument; drop ':cpu'$"):
+        config_lib.load(str(REPO / "configs" / "quickstart.py") + ":cpu")
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -74,6 +90,9 @@ def test_overrides_parse_values_and_reject_unknown_keys():
     (["model.reuse_len=4"], "model.reuse_len, model.bi_data and model.flavor='xlnet' are XLNet's"),
     (["model.bi_data=True"], "objective 'ar' needs model.reuse_len=0, model.bi_data=False"),
     (["model.n_token_types=2"], "objective 'ar' feeds no segment ids; set model.n_token_types=0, got 2"),
+    (["train.clip_norm=-1.0"], r"train.clip_norm must be positive \(the gradients' global norm is clipped to it\)"),
+    (["train.min_lr_ratio=2.0"], r"train.min_lr_ratio must be in \[0, 1\], got 2.0"),
+    (["train.adam_b2=1.0"], r"train.adam_b1 and train.adam_b2 must be in \[0, 1\) and train.adam_eps positive"),
 ])
 def test_bad_configs_get_one_line_errors(overrides, message):
     config = config_lib.override(quickstart(), overrides)

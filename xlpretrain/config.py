@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import difflib
 import importlib.util
+import inspect
 import json
 from pathlib import Path
 from typing import Iterable
@@ -290,8 +291,9 @@ def load(spec: str) -> ml_collections.ConfigDict:
     module = run_python_file(path, "config", "; pass --config path/to/config.py")
     if not hasattr(module, "get_config"):
         raise UserError(f"config file {path} defines no get_config(arg); see configs/quickstart.py")
-    config = module.get_config(arg) if arg else module.get_config()
-    return config
+    if arg and not inspect.signature(module.get_config).parameters:
+        raise UserError(f"config file {path} takes no argument; drop ':{arg}'")
+    return module.get_config(arg) if arg else module.get_config()
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
@@ -356,14 +358,15 @@ def override(config: ml_collections.ConfigDict, assignments: Iterable[str]) -> m
             raise _unknown_key(config, key)
         value = _parse_value(text)
         old = node[leaf]
+        kind = node.get_type(leaf).__name__  # a placeholder's declared type, which its None value does not show
         if isinstance(old, tuple) and isinstance(value, list):
             value = tuple(value)
+        if value is None and old is not None:
+            raise UserError(f"--config.{key}={text}: expected a value of type {kind}, not None")
         try:
             node[leaf] = value
         except TypeError:
-            raise UserError(
-                f"--config.{key}={text}: expected a value of type {type(old).__name__}"
-            ) from None
+            raise UserError(f"--config.{key}={text}: expected a value of type {kind}") from None
     return config
 
 
@@ -504,6 +507,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     known = {f.name for f in dataclasses.fields(TransformerXLConfig)}
     for key in model.keys():
         _require(key in known, f"unknown config key 'model.{key}'")
+    expected = _flat_items(defaults())
+    for key in _flat_items(config):  # a misspelt key set in a config file would otherwise be ignored
+        if key not in expected and not key.startswith("model."):
+            raise _unknown_key(defaults(), key)
     _require(model.n_head * model.d_head == model.d_model,
              f"model.n_head * model.d_head = {model.n_head} * {model.d_head} = "
              f"{model.n_head * model.d_head} must equal model.d_model = {model.d_model}; "
@@ -593,6 +600,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     _require(train.schedule in SCHEDULES, f"train.schedule {train.schedule!r} is not one of {', '.join(SCHEDULES)}")
     _require(train.weight_decay >= 0, f"train.weight_decay must be >= 0, got {train.weight_decay}")
+    _require(train.clip_norm > 0, f"train.clip_norm must be positive (the gradients' global norm is clipped "
+                                  f"to it), got {train.clip_norm}")
+    _require(0 <= train.min_lr_ratio <= 1, f"train.min_lr_ratio must be in [0, 1], got {train.min_lr_ratio}")
+    _require(0 <= train.adam_b1 < 1 and 0 <= train.adam_b2 < 1 and train.adam_eps > 0,
+             f"train.adam_b1 and train.adam_b2 must be in [0, 1) and train.adam_eps positive, got "
+             f"{train.adam_b1}, {train.adam_b2} and {train.adam_eps}")
     _require(0 <= train.warmup_steps < train.steps,
              f"train.warmup_steps must be in [0, train.steps), got {train.warmup_steps}")
     for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
