@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY, run_cli
+from xlpretrain import cli
 from xlpretrain import config as config_lib
 from xlpretrain.errors import UserError
 
@@ -40,6 +41,21 @@ def test_overrides_parse_values_and_reject_unknown_keys():
         config_lib.override(quickstart(), ["train.steps=None"])
     with pytest.raises(UserError, match="^--config.model.vocab_size=abc: expected a value of type int$"):
         config_lib.override(quickstart(), ["model.vocab_size=abc"])  # a placeholder, None until the data fills it
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--workdir", "w", "--config", "configs/quickstart.py"], "eval --workdir takes the run's own config.json"),
+    (["eval", "--hf", "h", "--config", "configs/quickstart.py", "--step", "3"], "eval --hf evaluates the released"),
+    (["bench", "--config", "configs/quickstart.py", "--versus", "model.dropout=0.0", "--profile", "p"],
+     "^bench --versus does not take --profile; leave --versus out for those$"),
+    (["bench", "--config", "configs/quickstart.py", "--memory-speedup", "128", "--synthetic"],
+     "^bench --memory-speedup does not take --synthetic;"),
+    (["data", "prepare", "ptb", "--src", "s", "--config.train.steps=3"],
+     r"^data prepare reads only --config.data.\* settings, not --config.train.steps=3$"),
+], ids=["eval-workdir-config", "eval-hf-step", "bench-versus-profile", "bench-memory-synthetic", "prepare-train"])
+def test_flags_a_command_would_not_read_are_errors(argv, message):
+    with pytest.raises(UserError, match=message):
+        cli.run(argv)
 
 
 def test_config_files_are_checked_like_overrides(tmp_path):
@@ -90,6 +106,10 @@ def test_config_files_are_checked_like_overrides(tmp_path):
     (["model.reuse_len=4"], "model.reuse_len, model.bi_data and model.flavor='xlnet' are XLNet's"),
     (["model.bi_data=True"], "objective 'ar' needs model.reuse_len=0, model.bi_data=False"),
     (["model.n_token_types=2"], "objective 'ar' feeds no segment ids; set model.n_token_types=0, got 2"),
+    (["sharding_rules=(('batch', 'foo'),)"], r"sharding_rules entry \('batch', 'foo'\) must be \(logical axis name, "
+                                             r"mesh axis or tuple of mesh axes or None\), the mesh axes being data, "
+                                             r"fsdp, tensor"),
+    (["sharding_rules=[1, 2]"], "sharding_rules entry 1 must be"),
     (["train.clip_norm=-1.0"], r"train.clip_norm must be positive \(the gradients' global norm is clipped to it\)"),
     (["train.min_lr_ratio=2.0"], r"train.min_lr_ratio must be in \[0, 1\], got 2.0"),
     (["train.adam_b2=1.0"], r"train.adam_b1 and train.adam_b2 must be in \[0, 1\) and train.adam_eps positive"),

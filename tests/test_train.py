@@ -285,6 +285,11 @@ def test_eval_command_reproduces_the_test_line_and_takes_eval_overrides(uninterr
     assert line["eval"]["mem_len"] == 16 and line["eval"]["same_length"] is True
     assert comparable(read_lines(workdir)[-1:]) == [line]
 
+    reshaped = run_cli(["eval", "--workdir", str(workdir), "--config.model.d_inner=128"], cache_dir, check=False)
+    assert reshaped.returncode == 2 and reshaped.stderr.strip().splitlines()[-1] == (
+        "xlpretrain: error: eval restores the run's weights, so the model stays as trained: drop "
+        "--config.model.d_inner (the evaluation's settings are eval.*)")
+
 
 def test_bench_and_params_commands(cache_dir, shared_data, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("XLPRETRAIN_CACHE", str(cache_dir))

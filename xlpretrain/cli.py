@@ -154,12 +154,26 @@ def _config(spec: str, overrides: list[str]):
     return config_lib.override(config_lib.load(spec), overrides)
 
 
+def _refuse_unread_bench_flags(args: argparse.Namespace) -> None:
+    """`bench --memory-speedup` and `bench --versus` are measurements of their own; a flag of the
+    plain bench that they would not read is an error rather than silently dropped."""
+    unread = {"--memory-speedup": (("--versus", args.versus), ("--synthetic", args.synthetic),
+                                   ("--profile", args.profile)),
+              "--versus": (("--profile", args.profile),)}
+    mode = "--memory-speedup" if args.memory_speedup else "--versus" if args.versus else None
+    given = [flag for flag, value in unread.get(mode, ()) if value]
+    if given:
+        raise UserError(f"bench {mode} does not take {' or '.join(given)}; leave {mode} out for those")
+
+
 def run(argv: list[str]) -> None:
     argv, overrides = _split_overrides(argv)
     args = _parser().parse_args(argv)
     if "coordinator" in args:
         from xlpretrain import parallel
         parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    if args.command == "bench":
+        _refuse_unread_bench_flags(args)
     if args.command == "train":
         from xlpretrain.train.loop import train
         train(_config(args.config, overrides), args.workdir, restart=args.restart)
@@ -168,7 +182,12 @@ def run(argv: list[str]) -> None:
         if (args.workdir is None) == (args.hf is None):
             raise UserError("eval needs either --workdir (a run) or --hf with --config (released weights)")
         if args.hf is None:
+            if args.config is not None:
+                raise UserError("eval --workdir takes the run's own config.json; drop --config (the evaluation's "
+                                "settings change with --config.eval.KEY=VALUE)")
             evaluate.evaluate_workdir(args.workdir, args.split, args.step, overrides)
+        elif args.step is not None:
+            raise UserError("eval --hf evaluates the released weights; --step picks a checkpoint of a --workdir run")
         elif args.config is None:
             raise UserError("eval --hf needs --config, e.g. configs/transformer_xl/wt103_large.py")
         else:
@@ -275,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"xlpretrain: error: {e}", file=sys.stderr)
         sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
-        print("xlpretrain: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        resumes = (sys.argv[1:] if argv is None else argv)[:1] in (["train"], ["sweep"])
+        print("xlpretrain: interrupted" + ("; rerun the same command to resume from the last checkpoint" if resumes
+                                           else ""), file=sys.stderr)
         sys.exit(130)
 
 

@@ -593,6 +593,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _require(section.batch_size > 0, f"{where}.batch_size must be positive, got {section.batch_size}")
         _require(section.tgt_len > 0, f"{where}.tgt_len must be positive, got {section.tgt_len}")
 
+    axes = tuple(config.mesh.keys())
+    for rule in config.sharding_rules:
+        target = rule[1] if isinstance(rule, (tuple, list)) and len(rule) == 2 else None
+        targets = (target,) if isinstance(target, str) else target or ()
+        _require(isinstance(rule, (tuple, list)) and len(rule) == 2 and isinstance(rule[0], str)
+                 and isinstance(targets, (tuple, list)) and all(axis in axes for axis in targets),
+                 f"sharding_rules entry {rule!r} must be (logical axis name, mesh axis or tuple of mesh axes or "
+                 f"None), the mesh axes being {', '.join(axes)}")
+
     train = config.train
     _require(train.steps > 0, f"train.steps must be positive, got {train.steps}")
     _require(train.lr > 0, f"train.lr must be positive, got {train.lr}")

@@ -171,6 +171,9 @@ def prepare(name: str, source: str | Path, cache: str | Path = "", overrides: li
     # Imported here: config imports the models, which downloading does not need.
     from xlpretrain import config as config_lib
 
+    others = [assignment for assignment in overrides if not assignment.startswith("data.")]
+    if others:
+        raise UserError(f"data prepare reads only --config.data.* settings, not --config.{others[0]}")
     data = config_lib.override(config_lib.defaults(), overrides).data
     data.update(corpus=name, dir=str(source))
     if cache:

@@ -10,6 +10,7 @@ checkpoint sees the same masks.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -83,7 +84,13 @@ def evaluate_workdir(workdir: str | Path, split: str, step: int | None, override
     workdir = Path(workdir)
     if not (workdir / CONFIG_FILE).is_file():
         raise UserError(f"{workdir} holds no {CONFIG_FILE}; pass the --workdir of a `xlpretrain train` run")
-    config = config_lib.override(config_lib.from_json((workdir / CONFIG_FILE).read_text()), overrides)
+    saved = config_lib.from_json((workdir / CONFIG_FILE).read_text())
+    config = config_lib.override(copy.deepcopy(saved), overrides)
+    trained, asked = config_lib.signature(saved), config_lib.signature(config)
+    changed = [key for key in sorted(asked) if key.startswith("model.") and asked[key] != trained.get(key)]
+    if changed:
+        raise UserError(f"eval restores the run's weights, so the model stays as trained: drop --config.{changed[0]} "
+                        f"(the evaluation's settings are eval.*)")
     exp = Experiment(config)
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, exp.config.train.keep_checkpoints)
     try:
