@@ -65,7 +65,7 @@ def span_lengths(mask: np.ndarray) -> np.ndarray:
 def test_span_lengths_follow_one_over_n_and_start_at_word_starts():
     n = 2048
     keys = jax.random.split(jax.random.PRNGKey(1), 20)
-    spans = jax.jit(jax.vmap(lambda k, s: permutation.span_mask(k, s, n, 6, 1, 5)[0], in_axes=(0, None)))
+    spans = jax.jit(jax.vmap(lambda k, s: permutation.span_mask(k, s, n, 6, 1, 5), in_axes=(0, None)))
     lengths = np.concatenate([span_lengths(m) for m in np.asarray(spans(keys, jnp.ones(n, bool)))])
     observed = np.bincount(lengths, minlength=6)[1:]
     expected = (1 / np.arange(1, 6)) / np.sum(1 / np.arange(1, 6)) * len(lengths)

@@ -160,6 +160,8 @@ def _refuse_unread_bench_flags(args: argparse.Namespace) -> None:
     unread = {"--memory-speedup": (("--versus", args.versus), ("--synthetic", args.synthetic),
                                    ("--profile", args.profile)),
               "--versus": (("--profile", args.profile),)}
+    if args.steps < 1:
+        raise UserError(f"bench --steps must be at least 1, got {args.steps}")
     mode = "--memory-speedup" if args.memory_speedup else "--versus" if args.versus else None
     given = [flag for flag, value in unread.get(mode, ()) if value]
     if given:

@@ -140,7 +140,7 @@ def _given_vocabulary(data: ml_collections.ConfigDict, key_source: dict) -> Path
     """data.vocab_file, whose digest joins the cache key, or None: the vocabulary is counted."""
     if not data.vocab_file:
         return None
-    key_source["vocab_file"] = _file_digest(Path(data.vocab_file), "data.vocab_file vocabulary")
+    key_source["vocab_file"] = _file_digest(Path(data.vocab_file), "data.vocab_file")
     return Path(data.vocab_file)
 
 
@@ -155,7 +155,8 @@ def _characters(data: ml_collections.ConfigDict):
         raw = next((path for path in candidates if path.is_file()), None)
         if raw is None:
             raise _missing(data, f"file {candidates[0]} (or {candidates[1].name}, or prepared train.txt etc.)")
-        key_source = {"corpus": data.corpus, "files": {"raw": _file_digest(raw, "raw")}, "heldout": HELDOUT_SYMBOLS}
+        key_source = {"corpus": data.corpus, "files": {"raw": _file_digest(raw, "data.dir")},
+                      "heldout": HELDOUT_SYMBOLS}
         read = functools.partial(_split_raw, data.corpus, raw)
     return key_source, lambda out: _prepare_characters(read(), CHARACTER_CORPORA[data.corpus], out)
 
@@ -171,9 +172,9 @@ def _lm1b(data: ml_collections.ConfigDict):
     vocab_file = Path(data.dir) / LM1B_VOCAB
     if not vocab_file.is_file():
         raise _missing(data, f"vocabulary {vocab_file}")
-    key_source = {"corpus": "lm1b", "train": [_file_digest(path, "train") for path in shards],
-                  "valid": _file_digest(paths["valid"], "valid"), "test": _file_digest(paths["test"], "test"),
-                  "vocab": _file_digest(vocab_file, "vocabulary"), "shuffle_seed": LM1B_SHUFFLE_SEED}
+    key_source = {"corpus": "lm1b", "train": [_file_digest(path, "data.dir and data.train") for path in shards],
+                  **{split: _file_digest(paths[split], f"data.dir and data.{split}") for split in ("valid", "test")},
+                  "vocab": _file_digest(vocab_file, "data.dir"), "shuffle_seed": LM1B_SHUFFLE_SEED}
     return key_source, functools.partial(_prepare_lm1b, shards, paths["valid"], paths["test"], vocab_file)
 
 
@@ -246,9 +247,10 @@ def _cached(data: ml_collections.ConfigDict, name: str, key_source: dict, prepar
     return directory
 
 
-def _file_digest(path: Path, split: str) -> str:
+def _file_digest(path: Path, setting: str) -> str:
+    """The SHA-256 of the file at `path`, which the config's `setting` names."""
     if not path.is_file():
-        raise UserError(f"{split} file {path} not found; set data.dir and data.{split} to an existing file")
+        raise UserError(f"file {path} not found; set {setting} to an existing file")
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -257,7 +259,7 @@ def _file_digest(path: Path, split: str) -> str:
 
 
 def _digests(files: dict[str, Path]) -> dict[str, str]:
-    return {split: _file_digest(path, split) for split, path in files.items()}
+    return {split: _file_digest(path, f"data.dir and data.{split}") for split, path in files.items()}
 
 
 def _write_atomically(directory: Path, prepare) -> None:
@@ -522,11 +524,12 @@ def load_documents(data: ml_collections.ConfigDict) -> Documents:
     settings = data[data.tokenizer]
     given = settings.vocab_file if data.tokenizer == "wordpiece" else settings.model_file
     key_source = {"corpus": "documents", "format": data.documents, "lowercase": settings.lowercase,
-                  "files": {split: _file_digest(path, split) for split, path in files.items()}}
+                  "files": _digests(files)}
     if data.tokenizer != "wordpiece":  # WordPiece caches keep the key they had before there was a choice
         key_source["tokenizer"] = data.tokenizer
     if given:
-        key_source["vocab_file"] = _file_digest(Path(given), f"data.{data.tokenizer} vocabulary")
+        setting = f"data.{data.tokenizer}.{'vocab_file' if data.tokenizer == 'wordpiece' else 'model_file'}"
+        key_source["vocab_file"] = _file_digest(Path(given), setting)
     else:
         key_source["vocab_size"] = settings.vocab_size
     tokenizer_class, vocab_name = TOKENIZER_FILES[data.tokenizer]

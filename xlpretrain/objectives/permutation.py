@@ -31,7 +31,7 @@ from xlpretrain.models.transformer import Permutation
 def span_mask(rng, starts, goal, mask_alpha: int, mask_beta: int, max_span: int):
     """`_sample_mask` on one segment without its final fill: [n] word starts -> [n] chosen positions.
 
-    Returns (mask, count). Stops when `goal` positions are chosen, or a span would reach the end.
+    Stops when `goal` positions are chosen, or a span would reach the end.
     """
     n = starts.shape[0]
     index = jnp.arange(n)
@@ -57,8 +57,7 @@ def span_mask(rng, starts, goal, mask_alpha: int, mask_beta: int, max_span: int)
         return ~stopped & (cur < n) & (count < goal)
 
     state = (0, 0, 0, jnp.zeros(n, bool), False)
-    _, _, count, mask, _ = jax.lax.while_loop(more, body, state)
-    return mask, count
+    return jax.lax.while_loop(more, body, state)[3]
 
 
 def fill(rng, mask, goal):
@@ -73,8 +72,7 @@ def targets(rng, starts, reverse, goal, mask_alpha: int, mask_beta: int, max_spa
     when `reverse`)."""
     span_key, fill_key = jax.random.split(rng)
     starts = jnp.where(reverse, starts[::-1], starts)
-    mask, _ = span_mask(span_key, starts, goal, mask_alpha, mask_beta, max_span)
-    mask = fill(fill_key, mask, goal)
+    mask = fill(fill_key, span_mask(span_key, starts, goal, mask_alpha, mask_beta, max_span), goal)
     return jnp.where(reverse, mask[::-1], mask)
 
 

@@ -2,8 +2,9 @@
 `wandb.enabled`, the same metrics to Weights & Biases.
 
 `metrics.jsonl` has one JSON object per line with at least `step`, `split` ("train", "valid" or
-"test"), `loss` (nats per predicted token), `ppl`, `bits_per_token` and `seconds` (the run's wall
-time so far, resumes added up). Only process 0 writes.
+"test"), `loss` (nats per predicted token), the objective's own figures (`ppl` and `bits_per_token`
+for `ar`; each objective's `summarize` lists its own) and `seconds` (the run's wall time so far,
+resumes added up). Only process 0 writes.
 """
 
 from __future__ import annotations
