@@ -161,6 +161,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restart: bool 
     workdir = Path(workdir)
     exp = Experiment(config)
     config = exp.config
+    for split in ("valid", "test"):  # a split too short for eval.batch_size fails now, not after training
+        exp.stream(split, "eval")
     if jax.process_index() == 0:
         prepare_workdir(workdir, config, restart)
         (workdir / CONFIG_FILE).write_text(config_lib.to_json(config))
@@ -189,8 +191,6 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
         return finished
     state = exp.init_state() if latest is None else checkpoints.restore(latest, exp.state_shapes, exp.state_shardings)
     stream, evaluator, step_fn = exp.stream("train"), Evaluator(exp), exp.train_step()
-    for split in ("valid", "test"):  # a split too short for eval.batch_size fails here, not after training
-        exp.stream(split, "eval")
     schedule = optim.learning_rate(train_cfg)
     announce(f"xlpretrain: {exp.param_count():,} parameters, {stream.summary()}, "
              f"{'starting' if latest is None else f'resuming at step {latest}'} in {workdir}")
