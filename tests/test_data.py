@@ -81,7 +81,7 @@ def test_unknown_tokens_map_to_unk_or_fail(tmp_path, cache_dir):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "train file .* not found"),
+    (None, r"/train.txt not found; set data.dir and data.train to an existing file$"),
     (b"  \n", "train file .* is empty"),
     (b"caf\xe9\n", r"not UTF-8 text \(byte 0xe9 at offset 3\).*data.level='byte'"),
 ])
