@@ -52,7 +52,11 @@ def test_overrides_parse_values_and_reject_unknown_keys():
      "^bench --memory-speedup does not take --synthetic;"),
     (["data", "prepare", "ptb", "--src", "s", "--config.train.steps=3"],
      r"^data prepare reads only --config.data.\* settings, not --config.train.steps=3$"),
-], ids=["eval-workdir-config", "eval-hf-step", "bench-versus-profile", "bench-memory-synthetic", "prepare-train"])
+    (["bench", "--config", "configs/quickstart.py", "--memory-speedup", "128", "--steps", "5"],
+     "^bench --memory-speedup does not take --steps;"),
+    (["bench", "--config", "configs/quickstart.py", "--steps", "0"], "^bench --steps must be at least 1, got 0$"),
+], ids=["eval-workdir-config", "eval-hf-step", "bench-versus-profile", "bench-memory-synthetic", "prepare-train",
+        "bench-memory-steps", "bench-no-steps"])
 def test_flags_a_command_would_not_read_are_errors(argv, message):
     with pytest.raises(UserError, match=message):
         cli.run(argv)

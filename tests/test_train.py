@@ -28,7 +28,7 @@ from xlpretrain.errors import UserError
 from xlpretrain.train import bench, profile
 from xlpretrain.train.checkpoint import Checkpoints
 from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
-from xlpretrain.train.logging import MetricsLog
+from xlpretrain.train.logging import MetricsLog, keep_lines_up_to, read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -259,6 +259,14 @@ def test_a_workdir_of_another_model_is_refused_unless_restart_and_wandb_follows(
     inits = [call["init"] for call in recorded() if "init" in call]
     assert len(inits) == 3 and inits[2]["id"] == (workdir / "wandb_run_id").read_text() != first_id
 
+
+
+def test_a_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "split": "train"}\n{"step": 2, "split": "train"}\n{"step": 3, "spl')
+    assert [line["step"] for line in read_metrics(tmp_path)] == [1, 2]
+    keep_lines_up_to(path, 2)
+    assert path.read_text() == '{"step": 1, "split": "train"}\n{"step": 2, "split": "train"}\n'
 
 
 def test_wandb_enabled_without_the_package_is_a_one_line_error(tmp_path, monkeypatch):

@@ -34,6 +34,8 @@ import sys
 
 from xlpretrain.errors import UserError
 
+BENCH_STEPS = 20  # `bench`'s timed steps unless --steps says otherwise
+
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """Separates `--config.KEY=VALUE` / `--config.KEY VALUE` overrides from the other arguments."""
@@ -96,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure training tokens/s, MFU, compile time and memory",
                                 parents=distributed)
     bench.add_argument("--config", required=True)
-    bench.add_argument("--steps", type=int, default=20)
+    bench.add_argument("--steps", type=int, help=f"timed steps (default {BENCH_STEPS})")
     bench.add_argument("--synthetic", action="store_true",
                        help="time random batches of the config's shapes instead of its data (needs model.vocab_size)")
     bench.add_argument("--profile", metavar="DIR",
@@ -158,9 +160,9 @@ def _refuse_unread_bench_flags(args: argparse.Namespace) -> None:
     """`bench --memory-speedup` and `bench --versus` are measurements of their own; a flag of the
     plain bench that they would not read is an error rather than silently dropped."""
     unread = {"--memory-speedup": (("--versus", args.versus), ("--synthetic", args.synthetic),
-                                   ("--profile", args.profile)),
+                                   ("--profile", args.profile), ("--steps", args.steps is not None)),
               "--versus": (("--profile", args.profile),)}
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise UserError(f"bench --steps must be at least 1, got {args.steps}")
     mode = "--memory-speedup" if args.memory_speedup else "--versus" if args.versus else None
     given = [flag for flag, value in unread.get(mode, ()) if value]
@@ -176,6 +178,7 @@ def run(argv: list[str]) -> None:
         parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     if args.command == "bench":
         _refuse_unread_bench_flags(args)
+        steps = BENCH_STEPS if args.steps is None else args.steps
     if args.command == "train":
         from xlpretrain.train.loop import train
         train(_config(args.config, overrides), args.workdir, restart=args.restart)
@@ -249,14 +252,14 @@ def run(argv: list[str]) -> None:
     elif args.command == "bench" and args.versus:
         from xlpretrain.train import bench
         config = _config(args.config, overrides)
-        result = bench.compare(config, _config(args.config, overrides + args.versus), args.steps, args.synthetic)
+        result = bench.compare(config, _config(args.config, overrides + args.versus), steps, args.synthetic)
         first, second = result["tokens_per_sec"]
         print(f"{first:,.0f} tokens/s as configured, {second:,.0f} with {' '.join(args.versus)}: the configured "
-              f"step takes {result['time_ratio']:.3f} times as long (median of {args.steps} alternating pairs)")
+              f"step takes {result['time_ratio']:.3f} times as long (median of {steps} alternating pairs)")
         print(json.dumps(result))
     elif args.command == "bench":
         from xlpretrain.train import bench
-        result = bench.bench(_config(args.config, overrides), args.steps, args.synthetic, args.profile)
+        result = bench.bench(_config(args.config, overrides), steps, args.synthetic, args.profile)
         print(bench.table(result))
         if result["profile"]:
             from xlpretrain.train import profile

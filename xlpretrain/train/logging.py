@@ -40,22 +40,26 @@ def _summary_writer():
         del sys.modules["torch"]
 
 
+def _written_lines(path: Path) -> tuple[list[str], bool]:
+    """The file's complete lines, and whether it ends in a line a kill cut short (each line is
+    written with its newline in one call, so only the last can be, and it has no newline)."""
+    text = path.read_text() if path.is_file() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    torn = bool(text) and not text.endswith("\n")
+    return (lines[:-1] if torn else lines), torn
+
+
 def keep_lines_up_to(path: Path, step: int) -> None:
     """Drops lines logged after `step`: a run resumed from the checkpoint at `step` logs them again,
     identically, and the file then reads as one uninterrupted run."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
+    lines, torn = _written_lines(path)
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    if torn or len(kept) != len(lines):
         path.write_text("".join(line + "\n" for line in kept))
 
 
 def read_metrics(workdir: Path) -> list[dict]:
-    path = Path(workdir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in _written_lines(Path(workdir) / METRICS_FILE)[0]]
 
 
 def final_test_line(workdir: Path, steps: int) -> dict | None:
