@@ -149,6 +149,14 @@ def test_local_sweep_records_a_failure_skips_finished_trials_and_resumes_a_cut_o
         f"xlpretrain train --config configs/quickstart.py --workdir {root / 'warmup_steps=50'} "
         + " ".join(f"--config.{k}={v}" for k, v in spec.load(_sweep(tmp_path)).trials[-1].overrides.items())]
 
+    # A finished trial is not taken as done under settings the sweep file has changed since.
+    changed = tmp_path / "changed_sweep.py"
+    changed.write_text(SWEEP.replace('"model.d_inner": 64', '"model.d_inner": 128'))
+    with pytest.raises(UserError, match=r"^trial model.mem_len=0,eval.mem_len=0,seed=0,warmup_steps=2 finished in "
+                                        r".* with other settings than the sweep file's now \(model.d_inner: 64 -> "
+                                        r"128\); move that folder away"):
+        runners.run(spec.load(changed), root, "print")
+
     reported = run_cli(["report", str(root), "--metric", "valid/bits_per_token"], cache_dir).stdout
     assert reported.startswith("| run | eval.mem_len | model.mem_len | train.warmup_steps | seed |") and reported.count("\n| ") == 5
     assert "| failed |" in reported and "train.warmup_steps must be in" in reported

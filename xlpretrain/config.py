@@ -320,6 +320,18 @@ def _flat_items(node: ml_collections.ConfigDict, prefix: str = "") -> dict:
     return items
 
 
+def changed_settings(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict) -> list[str]:
+    """'key: saved -> config' for each setting `config` gives (its placeholders aside: the data fills
+    them in) that a run's saved config holds otherwise, as JSON values."""
+    def normal(value):  # tuples and lists alike
+        return json.loads(json.dumps(value))
+
+    old, new = _flat_items(saved), _flat_items(config)
+    return [f"{key}: {normal(old.get(key))} -> {normal(value)}" for key, value in new.items()
+            if value is not None and not isinstance(value, ml_collections.ConfigDict)
+            and normal(old.get(key)) != normal(value)]
+
+
 def _unknown_key(config: ml_collections.ConfigDict, key: str) -> UserError:
     close = difflib.get_close_matches(key, list(_flat_items(config)), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""

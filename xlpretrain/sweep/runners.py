@@ -4,7 +4,7 @@ Trial NAME trains in ROOT/NAME; its console output goes to ROOT/NAME/train.log a
 ROOT/NAME/trial.json (status running, done, failed or stopped, with the error of a failure). A
 trial is finished when its metrics.jsonl holds the test line of its last step; running the sweep
 again skips finished trials and resumes the others from their checkpoints (`xlpretrain train`
-resumes by itself). A failing trial is recorded and the others go on.
+resumes by itself), and refuses a finished trial whose settings the sweep file has since changed. A failing trial is recorded and the others go on.
 
 Runners: `local` runs --parallel trials at once on this machine, splitting its CPU cores and GPUs
 between them; `ray` submits each trial as a Ray task to a running Ray cluster whose workers see the
@@ -25,8 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from xlpretrain import config as config_lib
 from xlpretrain.errors import UserError
 from xlpretrain.sweep.spec import Sweep, Trial
+from xlpretrain.train.experiment import CONFIG_FILE
 from xlpretrain.train.logging import final_test_line
 
 SWEEP_FILE = "sweep.json"
@@ -212,6 +214,14 @@ def run(sweep: Sweep, root: str | Path, runner: str, parallel: int = 1, ray_addr
     workdirs = {trial.name: root / trial.name for trial in sweep.trials}
     pending = [trial for trial in sweep.trials
                if final_test_line(workdirs[trial.name], sweep.config(trial).train.steps) is None]
+    for trial in sweep.trials:
+        if trial not in pending:  # finished, but perhaps under settings the sweep file has changed since
+            saved = config_lib.from_json((workdirs[trial.name] / CONFIG_FILE).read_text())
+            changed = config_lib.changed_settings(saved, sweep.config(trial))
+            if changed:
+                raise UserError(f"trial {trial.name} finished in {workdirs[trial.name]} with other settings than "
+                                f"the sweep file's now ({changed[0]}); move that folder away to run it again, or "
+                                f"use another --workdir")
     if runner == "print":
         for trial in sweep.trials:
             print(trial.command(sweep.base, workdirs[trial.name]) if trial in pending
