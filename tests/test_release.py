@@ -86,8 +86,15 @@ def test_released_model_scores_as_the_official_protocol(tmp_path, cache_dir):
     line = json.loads(out.strip().splitlines()[-1])
     np.testing.assert_allclose(line["ppl"], expected, rtol=1e-5)
 
-    # The same weights imported into a workdir evaluate to the same number.
-    run_cli(["convert", "import", "--hf", str(release), "--config", str(config), "--workdir", str(tmp_path / "run")],
-            cache_dir)
+    # The same weights imported into a workdir evaluate to the same number, and train on from there
+    # with the command the import prints.
+    steps = ["--config.train.steps=2", f"--config.train.batch_size={COLUMNS}", f"--config.train.tgt_len={TGT_LEN}"]
+    imported = run_cli(["convert", "import", "--hf", str(release), "--config", str(config), "--workdir",
+                        str(tmp_path / "run")] + steps, cache_dir).stdout
+    vocabulary = f"--config.data.vocab_file={(release / 'vocab.pkl').resolve()}"
+    assert f"xlpretrain train --config <the same config> {vocabulary} --workdir {tmp_path / 'run'}`" in imported
     out = run_cli(["eval", "--workdir", str(tmp_path / "run"), "--step", "0", "--split", "test"], cache_dir).stdout
     np.testing.assert_allclose(json.loads(out.strip().splitlines()[-1])["ppl"], expected, rtol=1e-5)
+    trained = run_cli(["train", "--config", str(config), vocabulary, "--workdir", str(tmp_path / "run")] + steps,
+                      cache_dir)
+    assert "resuming at step 0" in trained.stdout

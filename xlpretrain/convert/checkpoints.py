@@ -2,7 +2,8 @@
 
     xlpretrain convert import --hf DIR [--generator DIR] --config PATH --workdir OUT
         writes OUT/config.json and a step-0 checkpoint holding the HuggingFace weights (fresh
-        optimizer state), so that `xlpretrain train --config PATH --workdir OUT` continues from them.
+        optimizer state), so that `xlpretrain train --config PATH --workdir OUT` continues from them
+        (an `ar` import adds `--config.data.vocab_file=DIR/vocab.pkl`, as the command prints).
     xlpretrain convert export --workdir W --hf DIR [--step N]
         writes DIR/config.json and DIR/model.safetensors: `mlm` runs as BertForMaskedLM
         (BertForPreTraining with next-sentence pairs; ElectraForMaskedLM when the embedding size
@@ -163,7 +164,8 @@ def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collect
     if config.objective == "ar":
         config = with_release_vocabulary(config, hf_dir)
         exp = Experiment(config, with_data=False)
-        return _write_workdir(exp, transfo_xl_params(hf_dir, exp), Path(workdir))
+        return _write_workdir(exp, transfo_xl_params(hf_dir, exp), Path(workdir),
+                              f" --config.data.vocab_file={config.data.vocab_file}")
     exp = Experiment(config, with_data=False)
     hf_config, state = read_hf(hf_dir)
     architecture = _architecture(hf_config)
@@ -210,7 +212,9 @@ def with_release_vocabulary(config: ml_collections.ConfigDict, hf_dir: str) -> m
     return config
 
 
-def _write_workdir(exp: Experiment, params, workdir: Path) -> None:
+def _write_workdir(exp: Experiment, params, workdir: Path, overrides: str = "") -> None:
+    """The step-0 checkpoint of `params`; prints the train command that continues from it, with the
+    `overrides` by which the workdir's config differs from the one given."""
     checkpoints_dir = workdir / CHECKPOINT_DIR
     if any(checkpoints_dir.glob("[0-9]*")):
         raise UserError(f"{workdir} already holds checkpoints; choose an empty --workdir")
@@ -225,7 +229,8 @@ def _write_workdir(exp: Experiment, params, workdir: Path) -> None:
         checkpoints = Checkpoints(checkpoints_dir, exp.config.train.keep_checkpoints)
         checkpoints.save(state, None)
         checkpoints.close()
-    print(f"xlpretrain: imported into {workdir} (step 0); train with --workdir {workdir} to continue", flush=True)
+    print(f"xlpretrain: imported into {workdir} (step 0); continue with `xlpretrain train --config "
+          f"<the same config>{overrides} --workdir {workdir}`", flush=True)
 
 
 def _hf_config(exp: Experiment, model, architecture: str) -> dict:
