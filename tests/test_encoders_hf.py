@@ -15,7 +15,8 @@ from transformers import (BertConfig, BertForMaskedLM, BertForPreTraining, Elect
 from conftest import REPO, run_cli
 from hf_oracle import hf_count, randomize, shapes, state_of
 from xlpretrain import config as config_lib
-from xlpretrain.convert import hf_bert
+from xlpretrain.convert import checkpoints, hf_bert
+from xlpretrain.errors import UserError
 from xlpretrain.objectives.mlm import MaskedLMModel
 from xlpretrain.objectives.rtd import Electra, generator_config
 from xlpretrain.train.experiment import Experiment
@@ -146,6 +147,21 @@ def test_paper_configs_have_the_reference_parameter_counts(name):
         gen_kwargs = hf_kwargs(gen, embedding_size=gen.embed_size)
         assert report["generator as HF ElectraForMaskedLM counts it"] == hf_count(ElectraForMaskedLM,
                                                                                   ElectraConfig(**gen_kwargs))
+
+
+@pytest.mark.parametrize("spec, change, message", [
+    ("xlnet/base.py:cpu", "model.untie_r=False", "need model.flavor='xlnet' and model.untie_r=True"),
+    ("bert/base.py:cpu", "model.positions='relative'", "need model.flavor='bert', model.causal=False and "
+                                                       "model.positions='absolute'"),
+    # transformers' ElectraGeneratorPredictions calls get_activation("gelu"), not config.hidden_act.
+    ("electra/small.py:cpu", "model.activation='relu'", "ELECTRA masked-LM head runs erf GELU"),
+], ids=["xlnet-shared-biases", "bert-relative", "electra-relu"])
+def test_models_with_no_huggingface_counterpart_are_refused(spec, change, message):
+    """On import and on export: an XLNet without per-layer biases, a BERT with relative positions
+    and an ELECTRA whose masked-LM head would not run GELU have no HuggingFace class to map to."""
+    config = config_lib.override(config_lib.load(str(REPO / "configs" / spec)), [change])
+    with pytest.raises(UserError, match=message):
+        checkpoints._hf_counterpart(config_lib.model_config(config), config.objective)
 
 
 @pytest.mark.slow

@@ -81,10 +81,23 @@ def _check_pairs(pairs) -> None:
                             f"giving {value}; make them agree (--config.model.{ours}=...)")
 
 
-def _check_xlnet(hf_config: dict, model) -> None:
-    if model.flavor != "xlnet" or not model.untie_r:
+def _hf_counterpart(model, objective: str) -> None:
+    """Raises UserError unless the model has the shape of a HuggingFace class: XLNet's (per-layer
+    position biases) for `plm`, BERT's or ELECTRA's for `mlm` and `rtd` (ELECTRA's masked-LM head,
+    HuggingFace's ElectraGeneratorPredictions, runs erf GELU whatever hidden_act says)."""
+    if objective == "plm" and (model.flavor != "xlnet" or not model.untie_r):
         raise UserError("HuggingFace XLNet weights need model.flavor='xlnet' and model.untie_r=True "
                         "(xlpretrain.config.xlnet_model)")
+    if objective != "plm" and (model.flavor != "bert" or model.causal or model.positions != "absolute"):
+        raise UserError("HuggingFace BERT/ELECTRA weights need model.flavor='bert', model.causal=False and "
+                        "model.positions='absolute' (xlpretrain.config.bert_encoder)")
+    electra_head = objective == "rtd" or (objective == "mlm" and model.embed_size != model.d_model)
+    if electra_head and model.activation != "gelu":
+        raise UserError(f"HuggingFace's ELECTRA masked-LM head runs erf GELU; model.activation is "
+                        f"{model.activation!r}, so set model.activation='gelu'")
+
+
+def _check_xlnet(hf_config: dict, model) -> None:
     ours = _xlnet_fields(model)
     _check_pairs((key, name, ours[key], hf_config.get(key)) for key, name in XLNET_FIELDS)
 
@@ -103,9 +116,6 @@ def _check_model(hf_config: dict, model) -> None:
     _check_pairs((hf_key, ours, value, hf_config.get(hf_key, hf_config.get("hidden_size")
                                                     if hf_key == "embedding_size" else None))
                  for hf_key, ours, value in pairs)
-    if model.flavor != "bert" or model.causal or model.positions != "absolute":
-        raise UserError("HuggingFace BERT/ELECTRA weights need model.flavor='bert', model.causal=False and "
-                        "model.positions='absolute' (xlpretrain.config.bert_encoder)")
 
 
 # XLNetConfig key -> our model field; `_xlnet_fields` gives the values.
@@ -172,6 +182,7 @@ def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collect
     objective = exp.config.objective
     _wanted(architecture, objective)
     model = config_lib.model_config(exp.config)
+    _hf_counterpart(model, objective)
     _check_model(hf_config, model)
     if objective == "mlm" and (architecture == "BertForPreTraining") != exp.config.data.examples.next_sentence:
         raise UserError("BertForPreTraining (and only it) has the next-sentence head; set "
@@ -271,6 +282,7 @@ def export_checkpoint(workdir: str, hf_dir: str, step: int | None) -> None:
         raise UserError(f"export writes BERT, ELECTRA and XLNet checkpoints; the run in {workdir} is {config.objective!r}")
     exp = Experiment(config, with_data=False)
     model = config_lib.model_config(exp.config)
+    _hf_counterpart(model, config.objective)
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, exp.config.train.keep_checkpoints)
     try:
         step = checkpoints.latest_step() if step is None else step
