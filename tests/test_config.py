@@ -55,8 +55,14 @@ def test_overrides_parse_values_and_reject_unknown_keys():
     (["bench", "--config", "configs/quickstart.py", "--memory-speedup", "128", "--steps", "5"],
      "^bench --memory-speedup does not take --steps;"),
     (["bench", "--config", "configs/quickstart.py", "--steps", "0"], "^bench --steps must be at least 1, got 0$"),
+    (["report", "root", "--config.train.steps=3"], r"^report takes no --config.KEY=VALUE overrides \(got "
+                                                    r"--config.train.steps=3\)$"),
+    (["convert", "export", "--workdir", "w", "--hf", "h", "--config", "c.py"],
+     "^convert export does not take --config$"),
+    (["convert", "import", "--workdir", "w", "--hf", "h", "--config", "c.py", "--step", "7"],
+     "^convert import does not take --step$"),
 ], ids=["eval-workdir-config", "eval-hf-step", "bench-versus-profile", "bench-memory-synthetic", "prepare-train",
-        "bench-memory-steps", "bench-no-steps"])
+        "bench-memory-steps", "bench-no-steps", "report-overrides", "export-config", "import-step"])
 def test_flags_a_command_would_not_read_are_errors(argv, message):
     with pytest.raises(UserError, match=message):
         cli.run(argv)

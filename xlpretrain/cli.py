@@ -176,6 +176,17 @@ def run(argv: list[str]) -> None:
     if "coordinator" in args:
         from xlpretrain import parallel
         parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    takes_overrides = (args.command in ("train", "eval", "params", "plan", "bench")
+                       or args.command == "convert" and args.direction == "import"
+                       or args.command == "data" and args.action == "prepare")
+    if overrides and not takes_overrides:
+        raise UserError(f"{args.command} takes no --config.KEY=VALUE overrides (got --config.{overrides[0]})")
+    if args.command == "convert":
+        unread = ((("--config", args.config), ("--generator", args.generator)) if args.direction == "export"
+                  else (("--step", args.step is not None),))
+        given = [flag for flag, value in unread if value]
+        if given:
+            raise UserError(f"convert {args.direction} does not take {' or '.join(given)}")
     if args.command == "bench":
         _refuse_unread_bench_flags(args)
         steps = BENCH_STEPS if args.steps is None else args.steps
