@@ -118,6 +118,32 @@ def _check_outcome(root: Path):
     return rows
 
 
+@pytest.mark.slow
+def test_a_sigterm_stops_the_sweep_and_its_trials_each_with_a_checkpoint(tmp_path, cache_dir):
+    """Trials run in sessions of their own, so a signal to the sweep does not reach them by itself:
+    a SIGTERM to the sweep stops both running trials as a Ctrl-C does, none left running."""
+    file = tmp_path / "long_sweep.py"
+    file.write_text(SWEEP.replace('"train.steps": 8', '"train.steps": 5000').split("TRIALS")[0]
+                    + 'TRIALS = [{"seed": 0, "train.warmup_steps": 2}, {"seed": 1, "train.warmup_steps": 2}]\n')
+    root = tmp_path / "root"
+    sweep = subprocess.Popen([sys.executable, "-m", "xlpretrain.cli", "sweep", str(file), "--workdir", str(root),
+                              "--parallel", "2"], cwd=REPO, env=cli_env(cache_dir), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sweep.poll() is None and len(list(root.glob("*/metrics.jsonl"))) < 2:
+        time.sleep(0.1)
+    sweep.send_signal(signal.SIGTERM)
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 130, err[-2000:]
+    assert "sweep: stopping; the running trials save a checkpoint" in out
+    trials = [path.parent for path in root.glob("*/trial.json")]
+    assert len(trials) == 2
+    for trial in trials:
+        status = json.loads((trial / "trial.json").read_text())
+        assert status["status"] == "stopped" and status["returncode"] == 128 + signal.SIGTERM, status
+        assert "stopped by SIGTERM after step" in (trial / "train.log").read_text()
+
+
 def test_local_sweep_records_a_failure_skips_finished_trials_and_resumes_a_cut_one(tmp_path, cache_dir, capsys, monkeypatch):
     root = tmp_path / "sweep"
     first = run_cli(["sweep", str(_sweep(tmp_path)), "--workdir", str(root), "--parallel", "2"], cache_dir,

@@ -65,7 +65,7 @@ def run_trial(arguments: list[str], workdir: str, overrides: dict, env: dict | N
 
     The process gets its own session, so that a Ctrl-C of the sweep reaches it as the SIGTERM this
     function sends: the run then saves a checkpoint of its current step and the trial is `stopped`.
-    `started` receives the process (the local runner stops them all on Ctrl-C).
+    `started` receives the process (the local runner stops them all on Ctrl-C or SIGTERM).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -161,12 +161,17 @@ def _run_local(jobs: list[tuple[Trial, list[str], Path]], parallel: int, progres
         finally:
             slots.put(slot)
 
+    def stop(signum, frame):  # a SIGTERM (a scheduler, a preempted VM) stops the sweep as a Ctrl-C does
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
         futures = {pool.submit(run, trial, arguments, workdir): trial for trial, arguments, workdir in jobs}
         try:
             for future in concurrent.futures.as_completed(futures):
                 progress(futures[future], future.result())
         except KeyboardInterrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             for future in futures:
                 future.cancel()
             while not processes.empty():
@@ -176,6 +181,8 @@ def _run_local(jobs: list[tuple[Trial, list[str], Path]], parallel: int, progres
             print("sweep: stopping; the running trials save a checkpoint and resume on the next run", flush=True)
             pool.shutdown(wait=True)
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run_ray(jobs: list[tuple[Trial, list[str], Path]], address: str, cpus: float, gpus: float,
