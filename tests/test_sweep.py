@@ -60,6 +60,8 @@ def test_trial_names_are_the_overrides_with_the_shortest_unique_keys():
     trial = {"model.mem_len": 32, "eval.mem_len": 32, "train.lr": 0.00025, "seed": 1, "data.dir": "/a b/c"}
     assert spec.trial_name(trial, keys) == "model.mem_len=32,eval.mem_len=32,lr=0.00025,seed=1,dir=-a-b-c"
     assert spec.trial_name({"seed": 0}, keys) == "seed=0"
+    assert spec.trial_name({"seed": 0, "data.quickstart.seed": 1}, ["seed", "data.quickstart.seed"]) == \
+        "seed=0,quickstart.seed=1"  # a key that ends another keeps its whole name
     long = spec.trial_name({"data.dir": "x" * 300}, keys)
     assert len(long) <= 120 and long != spec.trial_name({"data.dir": "x" * 299}, keys)
 
@@ -80,12 +82,21 @@ def test_sweep_files_are_checked_before_anything_runs(tmp_path):
     assert (config.model.mem_len, config.train.lr, config.train.steps) == (64, 0.001, 10)
     assert sweep.trials[1].command(sweep.base, Path("runs/x")).endswith(
         "--config.train.steps=10 --config.model.mem_len=64 --config.train.lr=0.001")
+    numpy = load("""
+        import numpy as np
+        BASE = "configs/quickstart.py"
+        TRIALS = {"model.mem_len": np.arange(0, 64, 32), "train.lr": np.logspace(-4, -3, 2)}
+    """)
+    assert [t.overrides for t in numpy.trials] == [{"model.mem_len": 0, "train.lr": 0.0001},
+                                                   {"model.mem_len": 32, "train.lr": 0.001}]
     for text, error in [
         ('BASE = "configs/quickstart.py"\nTRIALS = [{"model.memlen": 0}]', "unknown config key 'model.memlen'"),
         ('BASE = "configs/nothing.py"\nTRIALS = [{"seed": 0}]', "BASE config configs/nothing.py not found"),
         ('BASE = "configs/quickstart.py"\nTRIALS = [{"seed": 0}, {"seed": 0}]', "trials 0 and 1 are the same"),
         ('BASE = "configs/quickstart.py"\nFIXED = {"seed": 1}\nTRIALS = [{"seed": 0}]', "in both FIXED and TRIALS"),
         ('BASE = "configs/quickstart.py"', "defines no TRIALS"),
+        ('BASE = "configs/quickstart.py"\nTRIALS = ["model.mem_len=0"]', "sweep trials are dicts"),
+        ('BASE = "configs/quickstart.py"\nTRIALS = {"model.mem_len": 0}', "sweep key 'model.mem_len' takes a list"),
     ]:
         with pytest.raises(UserError, match=error):
             load(text)

@@ -90,7 +90,7 @@ def _metric(metric: str) -> tuple[str, str]:
 
 
 def _higher_is_better(key: str) -> bool:
-    return any(word in key for word in ("acc", "auc", "f1"))
+    return any(word in key for word in ("acc", "auc", "f1", "precision", "recall", "tokens_per_sec"))
 
 
 def table(runs: list[Run], metric: str) -> list[dict]:

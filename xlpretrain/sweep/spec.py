@@ -34,11 +34,21 @@ def _as_trials(part: Trials | dict[str, list]) -> Trials:
     """A list of trials as it is; a dict {key: values} as one trial per value of each key, the keys
     varying together (as `zipped`)."""
     if isinstance(part, dict):
+        for key, values in part.items():
+            if not isinstance(values, (list, tuple, range, np.ndarray)):
+                raise UserError(f"sweep key {key!r} takes a list of values, got {values!r}")
         lengths = {key: len(values) for key, values in part.items()}
         if len(set(lengths.values())) > 1:
             raise UserError(f"the keys of one sweep axis must have as many values each: {lengths}")
         return [dict(zip(part, values)) for values in zip(*part.values())]
+    if not isinstance(part, (list, tuple)) or not all(isinstance(trial, dict) for trial in part):
+        raise UserError(f"sweep trials are dicts {{key: value}} (or one dict {{key: [values]}}), got {part!r:.80}")
     return [dict(trial) for trial in part]
+
+
+def _plain(trial: dict) -> dict:
+    """numpy's scalars (np.arange, np.logspace) as the Python values a config takes."""
+    return {key: value.item() if isinstance(value, np.generic) else value for key, value in trial.items()}
 
 
 def _merge(trials: tuple[dict, ...]) -> dict:
@@ -112,6 +122,8 @@ def trial_name(trial: dict, keys: list[str]) -> str:
             if sum(other == suffix or other.endswith("." + suffix) for other in keys) == 1:
                 short[key] = suffix
                 break
+        else:  # the whole key is the end of another one (seed, data.quickstart.seed)
+            short[key] = key
     fields = []
     for key in keys:
         if key in trial:
@@ -172,8 +184,8 @@ def load(file: str | Path) -> Sweep:
     for name in ("BASE", "TRIALS"):
         if not hasattr(module, name):
             raise UserError(f"sweep file {file} defines no {name}; see experiments/sweeps/quickstart_memory.py")
-    fixed = dict(getattr(module, "FIXED", {}))
-    trials = _as_trials(module.TRIALS)
+    fixed = _plain(dict(getattr(module, "FIXED", {})))
+    trials = [_plain(trial) for trial in _as_trials(module.TRIALS)]
     if not trials:
         raise UserError(f"sweep file {file}: TRIALS is empty")
     keys = list(dict.fromkeys(key for trial in trials for key in trial))
