@@ -185,6 +185,14 @@ def test_convert_import_export_round_trip(tmp_path, cache_dir):
     run_cli(["convert", "import", "--hf", str(tmp_path / "disc"), "--generator", str(tmp_path / "gen"),
              "--config", "configs/electra/small.py", "--workdir", str(tmp_path / "run")] + overrides, cache_dir)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["d_embed"] == 24
+    two_heads = randomize(ElectraForMaskedLM(ElectraConfig(**dict(hf_kwargs(gen, embedding_size=24),
+                                                                  num_attention_heads=2))))
+    two_heads.save_pretrained(tmp_path / "gen2")
+    refused = run_cli(["convert", "import", "--hf", str(tmp_path / "disc"), "--generator", str(tmp_path / "gen2"),
+                       "--config", "configs/electra/small.py", "--workdir", str(tmp_path / "run2")] + overrides,
+                      cache_dir, check=False)
+    assert refused.returncode == 2 and f"--generator {tmp_path / 'gen2'} has num_attention_heads=2, but " \
+        "rtd.generator_size=0.5 and rtd.generator_layers=1.0 give 1" in refused.stderr
     run_cli(["convert", "export", "--workdir", str(tmp_path / "run"), "--hf", str(tmp_path / "out")], cache_dir)
     batch = torch_inputs(inputs())
     again = ElectraForPreTraining.from_pretrained(tmp_path / "out").eval()

@@ -196,6 +196,15 @@ def import_checkpoint(hf_dir: str, generator_dir: str | None, config: ml_collect
         generator_hf, generator_state = read_hf(generator_dir)
         if _architecture(generator_hf) != "ElectraForMaskedLM":
             raise UserError(f"--generator {generator_dir} is not an ElectraForMaskedLM")
+        rtd = exp.config.rtd
+        generator = generator_config(model, rtd.generator_size, rtd.generator_layers)
+        for key, ours in (("hidden_size", generator.d_model), ("num_attention_heads", generator.n_head),
+                          ("num_hidden_layers", generator.n_layer), ("intermediate_size", generator.d_inner)):
+            if generator_hf.get(key) != ours:
+                raise UserError(f"--generator {generator_dir} has {key}={generator_hf.get(key)}, but "
+                                f"rtd.generator_size={rtd.generator_size} and rtd.generator_layers="
+                                f"{rtd.generator_layers} give {ours} (ELECTRA's generator: one head per 64 "
+                                f"dimensions, 4x feed-forward)")
         name = "electra.embeddings.word_embeddings.weight"
         if not np.array_equal(generator_state[name], state[name]):
             raise UserError("the generator's embeddings differ from the discriminator's; xlpretrain's rtd shares them")
