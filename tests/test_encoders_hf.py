@@ -149,6 +149,28 @@ def test_paper_configs_have_the_reference_parameter_counts(name):
                                                                                   ElectraConfig(**gen_kwargs))
 
 
+def test_layer_norms_named_gamma_and_beta_read_as_transformers_reads_them(tmp_path):
+    """Older BERT checkpoints (bert-base-cased on the Hub) name LayerNorm's parameters gamma and
+    beta; transformers loads them as weight and bias, and so does the import."""
+    from safetensors.numpy import load_file, save_file
+
+    _, model = small_config()
+    hf = randomize(BertForMaskedLM(BertConfig(**hf_kwargs(model))))
+    hf.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    old = {name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value
+           for name, value in state.items()}
+    assert sum(name.endswith("LayerNorm.gamma") for name in old) == 2 * model.n_layer + 2
+    save_file(old, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = state_of(BertForMaskedLM.from_pretrained(tmp_path))
+    _, read = checkpoints.read_hf(tmp_path)
+    assert set(read) == set(state)
+    for name, value in read.items():
+        np.testing.assert_array_equal(value, state[name])
+        if name in loaded:
+            np.testing.assert_array_equal(value, loaded[name])
+
+
 @pytest.mark.parametrize("spec, change, message", [
     ("xlnet/base.py:cpu", "model.untie_r=False", "need model.flavor='xlnet' and model.untie_r=True"),
     ("bert/base.py:cpu", "model.positions='relative'", "need model.flavor='bert', model.causal=False and "

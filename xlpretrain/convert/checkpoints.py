@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -50,7 +51,7 @@ def read_hf(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     hf_config = json.loads((directory / "config.json").read_text())
     if (directory / "model.safetensors").is_file():
         from safetensors.numpy import load_file
-        return hf_config, load_file(directory / "model.safetensors")
+        return hf_config, _current_names(load_file(directory / "model.safetensors"))
     if (directory / "pytorch_model.bin").is_file():
         try:
             import torch
@@ -58,8 +59,15 @@ def read_hf(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
             raise UserError(f"{directory} holds pytorch_model.bin, which needs torch to read: pip install torch, "
                             f"or convert it to model.safetensors") from None
         state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        return hf_config, {k: v.float().numpy() for k, v in state.items()}
+        return hf_config, _current_names({k: v.float().numpy() for k, v in state.items()})
     raise UserError(f"{directory} has neither model.safetensors nor pytorch_model.bin")
+
+
+def _current_names(state: dict) -> dict:
+    """The tensors under the names transformers loads them by: older BERT checkpoints (bert-base-cased
+    on the Hub) call LayerNorm's weight and bias gamma and beta."""
+    return {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)):
+            value for name, value in state.items()}
 
 
 def _architecture(hf_config: dict) -> str:
