@@ -186,6 +186,16 @@ def test_models_with_no_huggingface_counterpart_are_refused(spec, change, messag
         checkpoints._hf_counterpart(config_lib.model_config(config), config.objective)
 
 
+def test_export_of_a_run_without_checkpoints_is_refused_and_leaves_it_as_it_was(tmp_path):
+    config, _ = small_config()
+    config.objective = "mlm"
+    config.train.tgt_len = config.eval.tgt_len = 32
+    (tmp_path / "config.json").write_text(config_lib.to_json(config))
+    with pytest.raises(UserError, match=f"^{tmp_path} holds no checkpoint yet; export a run that has saved one$"):
+        checkpoints.export_checkpoint(str(tmp_path), str(tmp_path / "out"), None)
+    assert [path.name for path in tmp_path.iterdir()] == ["config.json"]
+
+
 @pytest.mark.slow
 def test_convert_import_export_round_trip(tmp_path, cache_dir):
     """An ElectraForPreTraining + generator saved by HuggingFace -> `xlpretrain convert import` ->

@@ -66,6 +66,13 @@ def test_trial_names_are_the_overrides_with_the_shortest_unique_keys():
     assert len(long) <= 120 and long != spec.trial_name({"data.dir": "x" * 299}, keys)
 
 
+def test_a_run_outside_a_sweep_is_done_with_the_test_line_of_its_last_step():
+    """`xlpretrain eval --split test` of an unfinished run also logs a test line, at an earlier step."""
+    evaluated = [{"step": 4, "split": "train"}, {"step": 4, "split": "test"}]
+    assert report.Run("r", {"train.steps": 10}, evaluated, {}).state() == "unfinished"
+    assert report.Run("r", {"train.steps": 4}, evaluated, {}).state() == "done"
+
+
 def test_sweep_files_are_checked_before_anything_runs(tmp_path):
     def load(text):
         file = tmp_path / "sweep.py"
@@ -89,6 +96,9 @@ def test_sweep_files_are_checked_before_anything_runs(tmp_path):
     """)
     assert [t.overrides for t in numpy.trials] == [{"model.mem_len": 0, "train.lr": 0.0001},
                                                    {"model.mem_len": 32, "train.lr": 0.001}]
+    with pytest.raises(UserError, match="^--parallel must be >= 1, got 0$"):
+        runners.run(sweep, tmp_path / "root", "local", parallel=0)
+    assert not (tmp_path / "root").exists()
     for text, error in [
         ('BASE = "configs/quickstart.py"\nTRIALS = [{"model.memlen": 0}]', "unknown config key 'model.memlen'"),
         ('BASE = "configs/nothing.py"\nTRIALS = [{"seed": 0}]', "BASE config configs/nothing.py not found"),
@@ -202,9 +212,9 @@ def test_local_sweep_records_a_failure_skips_finished_trials_and_resumes_a_cut_o
 
     plotted = run_cli(["plot", str(root), "--metric", "valid/bits_per_token", "--x", "tokens"], cache_dir).stdout
     assert f"wrote {root / 'valid-bits_per_token.png'} (3 runs)" in plotted
-    for x in ("step", "seconds"):
-        report.plot(root, "valid/bits_per_token", x, tmp_path / f"{x}.png")
-    for out in (root / "valid-bits_per_token.png", tmp_path / "step.png", tmp_path / "seconds.png"):
+    for x in ("step", "seconds"):  # into a folder the plot makes
+        report.plot(root, "valid/bits_per_token", x, tmp_path / "plots" / f"{x}.png")
+    for out in (root / "valid-bits_per_token.png", tmp_path / "plots" / "step.png", tmp_path / "plots" / "seconds.png"):
         with Image.open(out) as image:
             assert image.format == "PNG" and image.size[0] > 400
             assert sorted(json.loads(image.text["Description"])) == [  # one line per run, by what differs

@@ -300,10 +300,12 @@ def export_checkpoint(workdir: str, hf_dir: str, step: int | None) -> None:
     exp = Experiment(config, with_data=False)
     model = config_lib.model_config(exp.config)
     _hf_counterpart(model, config.objective)
+    if not any(path.name.isdigit() for path in (workdir / CHECKPOINT_DIR).glob("*")):
+        raise UserError(f"{workdir} holds no checkpoint yet; export a run that has saved one")
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, exp.config.train.keep_checkpoints)
     try:
         step = checkpoints.latest_step() if step is None else step
-        if step is None or step not in checkpoints.all_steps():
+        if step not in checkpoints.all_steps():
             raise UserError(f"no checkpoint at step {step} in {workdir / CHECKPOINT_DIR}; steps: {checkpoints.all_steps()}")
         with exp.context():
             params = jax.device_get(checkpoints.restore_params(step, exp.state_shapes.params,

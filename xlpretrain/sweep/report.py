@@ -39,7 +39,8 @@ class Run:
     def state(self) -> str:
         if self.status.get("status"):
             return self.status["status"]
-        return "done" if any(line["split"] == "test" for line in self.lines) else "unfinished"
+        steps = self.settings.get("train.steps")  # a test line of an earlier step is `xlpretrain eval`'s
+        return "done" if any(line["split"] == "test" and line["step"] == steps for line in self.lines) else "unfinished"
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -185,7 +186,8 @@ def plot(root: str | Path, metric: str, x: str = "step", out: str | Path | None 
         raise UserError(f"no run under {root} logged {metric}")
     keys = differing_keys(runs)
     runs.sort(key=lambda run: [(type(run.settings.get(k)).__name__, run.settings.get(k)) for k in keys])
-    groups = [label(run, [k for k in keys if k != "seed"]) for run in runs]  # runs differing only in seed
+    shared = [k for k in keys if k != "seed"]  # runs that differ only in their seed share a colour
+    groups = [label(run, shared) if shared else "" for run in runs]
     colors = {group: plt.cm.tab10(i % 10) for i, group in enumerate(dict.fromkeys(groups))}
     seeds = list(dict.fromkeys(run.settings.get("seed") for run in runs))
     figure, axes = plt.subplots(figsize=(8, 5))
@@ -200,6 +202,9 @@ def plot(root: str | Path, metric: str, x: str = "step", out: str | Path | None 
         axes.plot(*zip(*points), style, color=colors[group], marker="o", markersize=3, label=labels[-1])
         values += [value for _, value in points]
         truth |= {line[f"true_{key}"] for line, _ in run.values(split, key) if f"true_{key}" in line}
+    if not values:
+        plt.close(figure)
+        raise UserError(f"no run under {root} logged {metric} with {x}")
     for value in sorted(truth):
         axes.axhline(value, color="black", linewidth=1, linestyle=(0, (1, 3)), label=f"true {key} {value:.4g}")
     if min(values) > 0 and max(values) / min(values) > 3:
@@ -211,6 +216,7 @@ def plot(root: str | Path, metric: str, x: str = "step", out: str | Path | None 
     axes.legend(fontsize=8)
     figure.tight_layout()
     out = Path(out) if out else Path(root) / f"{split}-{key}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110, metadata={"Description": json.dumps(labels)})
     plt.close(figure)
     return out, labels

@@ -126,8 +126,6 @@ class _Progress:
 def _device_slots(parallel: int) -> list[dict]:
     """What each of `parallel` concurrent trials gets: an equal share of this process's CPU cores
     ("cores", the trial process's CPU affinity) and of the GPUs (its CUDA_VISIBLE_DEVICES)."""
-    if parallel < 1:
-        raise UserError(f"--parallel must be >= 1, got {parallel}")
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < parallel:
         raise UserError(f"--parallel {parallel} is more trials than this machine's {len(cores)} CPU cores")
@@ -217,6 +215,8 @@ def run(sweep: Sweep, root: str | Path, runner: str, parallel: int = 1, ray_addr
     """Runs the sweep's unfinished trials under `root`; returns how many failed."""
     if runner not in RUNNERS:
         raise UserError(f"unknown runner {runner!r}: {', '.join(RUNNERS)}")
+    if parallel < 1:
+        raise UserError(f"--parallel must be >= 1, got {parallel}")
     root = Path(root)
     workdirs = {trial.name: root / trial.name for trial in sweep.trials}
     pending = [trial for trial in sweep.trials
