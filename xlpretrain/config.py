@@ -519,10 +519,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     known = {f.name for f in dataclasses.fields(TransformerXLConfig)}
     for key in model.keys():
         _require(key in known, f"unknown config key 'model.{key}'")
-    expected = _flat_items(defaults())
+    base = defaults()
+    expected = _flat_items(base)
     for key in _flat_items(config):  # a misspelt key set in a config file would otherwise be ignored
         if key not in expected and not key.startswith("model."):
-            raise _unknown_key(defaults(), key)
+            raise _unknown_key(base, key)
     _require(model.n_head * model.d_head == model.d_model,
              f"model.n_head * model.d_head = {model.n_head} * {model.d_head} = "
              f"{model.n_head * model.d_head} must equal model.d_model = {model.d_model}; "

@@ -36,7 +36,7 @@ from xlpretrain.data.corpora import WORD_CORPORA
 from xlpretrain.data.vocab import Vocab
 from xlpretrain.errors import UserError
 from xlpretrain.objectives.rtd import generator_config
-from xlpretrain.train.checkpoint import Checkpoints
+from xlpretrain.train.checkpoint import Checkpoints, committed_steps
 from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
 from xlpretrain.train.state import TrainState
 
@@ -244,7 +244,7 @@ def _write_workdir(exp: Experiment, params, workdir: Path, overrides: str = "") 
     """The step-0 checkpoint of `params`; prints the train command that continues from it, with the
     `overrides` by which the workdir's config differs from the one given."""
     checkpoints_dir = workdir / CHECKPOINT_DIR
-    if any(checkpoints_dir.glob("[0-9]*")):
+    if committed_steps(checkpoints_dir):
         raise UserError(f"{workdir} already holds checkpoints; choose an empty --workdir")
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / CONFIG_FILE).write_text(config_lib.to_json(exp.config))
@@ -300,7 +300,7 @@ def export_checkpoint(workdir: str, hf_dir: str, step: int | None) -> None:
     exp = Experiment(config, with_data=False)
     model = config_lib.model_config(exp.config)
     _hf_counterpart(model, config.objective)
-    if not any(path.name.isdigit() for path in (workdir / CHECKPOINT_DIR).glob("*")):
+    if not committed_steps(workdir / CHECKPOINT_DIR):
         raise UserError(f"{workdir} holds no checkpoint yet; export a run that has saved one")
     checkpoints = Checkpoints(workdir / CHECKPOINT_DIR, exp.config.train.keep_checkpoints)
     try:

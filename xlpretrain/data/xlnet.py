@@ -11,7 +11,8 @@ reversed). Example k of a row, at i = k * reuse_len, is
 where A starts at i + reuse_len and ends at a random sentence boundary, and B is, with probability
 1/2, the true continuation, else a random run of whole sentences of the same column; when A has no
 boundary to end at before the row is full, it runs to the next one and B is random, as in the
-original (`_split_a_and_b`). A and B are then trimmed from the right to fill the row. The reuse part of example k + 1 is what follows the reuse part of example k.
+original (`_split_a_and_b`). A and B are then trimmed from the right to fill the row. The reuse
+part of example k + 1 is what follows the reuse part of example k.
 
 Step s reads example s mod n_examples of every row, its random choices drawn from (seed, s, row),
 so a batch is a pure function of the step; at example 0 every row starts over without memory.

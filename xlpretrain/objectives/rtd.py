@@ -4,10 +4,11 @@ A small generator (the same encoder at `rtd.generator_size` of the discriminator
 heads of 64 dimensions, 4x feed-forward) is trained as a masked LM on ELECTRA's masking (15%, 25%
 for large; [MASK] 85%, unchanged 15%, no random tokens). One difference from ELECTRA's code: the
 positions are BERT's k distinct ones, where `pretrain_helpers.mask` draws k with replacement and
-collapses repeats (at 125 candidates and k = 19, about 17.7 distinct positions on average). Its softmax at temperature 1 fills the
-masked positions with samples, through which no gradient flows; the discriminator labels every
-non-padding token as replaced (a sample that differs from the original) or original. The two share
-the token, position and token-type embeddings and the embedding LayerNorm, not the projections.
+collapses repeats (at 125 candidates and k = 19, about 17.7 distinct positions on average). Its
+softmax at temperature 1 fills the masked positions with samples, through which no gradient flows;
+the discriminator labels every non-padding token as replaced (a sample that differs from the
+original) or original. The two share the token, position and token-type embeddings and the
+embedding LayerNorm, not the projections.
 
     loss = rtd.generator_weight * generator MLM loss + rtd.discriminator_weight * discriminator BCE
 """

@@ -4,7 +4,8 @@ Trial NAME trains in ROOT/NAME; its console output goes to ROOT/NAME/train.log a
 ROOT/NAME/trial.json (status running, done, failed or stopped, with the error of a failure). A
 trial is finished when its metrics.jsonl holds the test line of its last step; running the sweep
 again skips finished trials and resumes the others from their checkpoints (`xlpretrain train`
-resumes by itself), and refuses a finished trial whose settings the sweep file has since changed. A failing trial is recorded and the others go on.
+resumes by itself), and refuses a finished trial whose settings the sweep file has since changed.
+A failing trial is recorded and the others go on.
 
 Runners: `local` runs --parallel trials at once on this machine, splitting its CPU cores and GPUs
 between them; `ray` submits each trial as a Ray task to a running Ray cluster whose workers see the

@@ -33,6 +33,13 @@ def _with_empty(restored, like):
                         restored, like, is_leaf=lambda r: r is None)
 
 
+def committed_steps(directory: Path) -> list[int]:
+    """The steps of the checkpoints committed in `directory` (orbax's temporary folders of a write
+    in flight or cut short are not), read from the folder names without opening a manager, which
+    would create the folder."""
+    return [int(path.name) for path in Path(directory).glob("[0-9]*") if path.name.isdigit()]
+
+
 class Checkpoints:
     def __init__(self, directory: Path, keep: int):
         best = policies.BestN(get_metric_fn=lambda m: m[VALID_LOSS], reverse=True, n=1,

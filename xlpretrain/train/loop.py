@@ -26,7 +26,7 @@ from xlpretrain import config as config_lib
 from xlpretrain import parallel
 from xlpretrain.errors import UserError
 from xlpretrain.train import optim
-from xlpretrain.train.checkpoint import Checkpoints
+from xlpretrain.train.checkpoint import Checkpoints, committed_steps
 from xlpretrain.train.evaluate import Evaluator
 from xlpretrain.train.experiment import CHECKPOINT_DIR, CONFIG_FILE, Experiment
 from xlpretrain.train.logging import METRICS_FILE, WANDB_ID_FILE, MetricsLog, announce, final_test_line, progress
@@ -71,7 +71,7 @@ def prepare_workdir(workdir: Path, config: ml_collections.ConfigDict, restart: b
         raise UserError(f"--workdir {workdir} is a file; pass a directory (it is created if missing)")
     workdir.mkdir(parents=True, exist_ok=True)
     saved = workdir / CONFIG_FILE
-    steps = [int(path.name) for path in (workdir / CHECKPOINT_DIR).glob("[0-9]*") if path.name.isdigit()]
+    steps = committed_steps(workdir / CHECKPOINT_DIR)
     has_checkpoint = bool(steps)
     if saved.is_file() and has_checkpoint and not restart:
         old, new = config_lib.signature(config_lib.from_json(saved.read_text())), config_lib.signature(config)
@@ -106,8 +106,7 @@ class _Window:
         self.restart_clock()
 
     def save_partial(self, step: int) -> None:
-        """Writes the pool of the steps since the last line, which `step` ends."""
-        self.check()
+        """Writes the pool of the steps since the last line, which `step` ends (after `check`)."""
         leaves = None if self.totals is None else [float(x) for x in jax.tree.leaves(self.totals)]
         (self.workdir / PARTIAL_WINDOW_FILE).write_text(json.dumps({"step": step, "totals": leaves,
                                                                     "norms": self.norms}))
@@ -228,9 +227,9 @@ def _run(exp: Experiment, checkpoints: Checkpoints, log: MetricsLog, workdir: Pa
             if logged:  # the next window's throughput excludes evaluation and checkpointing
                 window.restart_clock()
             if preemption.reached(done) and not at_end:
+                window.check()
                 if jax.process_index() == 0:
                     window.save_partial(done)
-                window.check()
                 if checkpoints.latest_step() != done:
                     checkpoints.save(state, valid_loss)
                 checkpoints.wait()
